@@ -1,0 +1,138 @@
+//! `POST /v1/sign`: one digest or a batch, with a session token. Quota is reserved atomically in
+//! the store before the backend is called and given back if the backend fails.
+use axum::Extension;
+use axum::Json;
+use axum::extract::State;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::extract::{Bearer, JsonBody};
+use super::{Audit, MAX_BATCH};
+use crate::algorithm::Digest;
+use crate::app::AppState;
+use crate::session;
+use crate::store::QuotaOutcome;
+
+/// The request: `digest` or `digests`, not both.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignRequest {
+    key: String,
+    digest: Option<String>,
+    digests: Option<Vec<String>>,
+}
+
+/// One signature in the response.
+#[derive(Debug, Serialize)]
+pub struct SignatureOut {
+    key: String,
+    key_version: u32,
+    key_id: String,
+    algorithm: &'static str,
+    digest: String,
+    signature: String,
+}
+
+/// The 200 body.
+#[derive(Debug, Serialize)]
+pub struct SignResponse {
+    signatures: Vec<SignatureOut>,
+}
+
+/// Signs digests with the session's key.
+pub async fn sign(
+    State(state): State<AppState>,
+    Extension(audit): Extension<Audit>,
+    Bearer(token): Bearer,
+    JsonBody(request): JsonBody<SignRequest>,
+) -> Result<Json<SignResponse>, ApiError> {
+    let token_hash = session::hash_token(token.expose());
+    let now = state.clock.now_unix();
+    let record = state
+        .store
+        .session(&token_hash)
+        .await?
+        .filter(|s| !s.ended)
+        .ok_or_else(|| ApiError::InvalidToken("no live session for this token".into()))?;
+    audit.record(|a| {
+        a.issuer = Some(record.issuer.clone());
+        a.subject = Some(record.subject.clone());
+        a.policy = Some(record.policy.clone());
+    });
+    if record.expires_at <= now {
+        return Err(ApiError::SessionExpired);
+    }
+
+    let texts = match (request.digest, request.digests) {
+        (Some(one), None) => vec![one],
+        (None, Some(many)) if many.is_empty() => {
+            return Err(ApiError::InvalidRequest("digests must hold at least one digest".into()));
+        }
+        (None, Some(many)) if many.len() > MAX_BATCH => {
+            return Err(ApiError::InvalidRequest(format!("a batch holds at most {MAX_BATCH} digests")));
+        }
+        (None, Some(many)) => many,
+        _ => return Err(ApiError::InvalidRequest("give exactly one of digest or digests".into())),
+    };
+    let key = state.keys.get(&request.key)?;
+    if !record.keys.iter().any(|k| *k == request.key) {
+        return Err(ApiError::Forbidden("this session may not use that key".into()));
+    }
+    let algorithm = key.algorithm();
+    let wanted = algorithm.digest_algorithm();
+    let mut digests = Vec::with_capacity(texts.len());
+    for (i, text) in texts.iter().enumerate() {
+        let digest = Digest::parse(text).map_err(|e| ApiError::InvalidRequest(format!("digest {i}: {e}")))?;
+        if digest.algorithm != wanted {
+            return Err(ApiError::InvalidRequest(format!(
+                "digest {i} is {} but key {} ({algorithm}) signs {} digests",
+                digest.algorithm.name(),
+                request.key,
+                wanted.name()
+            )));
+        }
+        digests.push(digest);
+    }
+    let active = key
+        .active()
+        .ok_or_else(|| ApiError::Internal(format!("key {} has no active version", request.key)))?;
+
+    let count = digests.len() as u64;
+    match state.store.reserve_quota(&token_hash, count, now).await? {
+        QuotaOutcome::Reserved(_) => {}
+        QuotaOutcome::Unknown => return Err(ApiError::InvalidToken("no live session for this token".into())),
+        QuotaOutcome::Expired => return Err(ApiError::SessionExpired),
+        QuotaOutcome::Exhausted { remaining } => return Err(ApiError::QuotaExceeded { remaining }),
+    }
+
+    let raw: Vec<Vec<u8>> = digests.iter().map(|d| d.bytes.clone()).collect();
+    let signatures = match key.backend.sign(&active.backend_ref, algorithm, raw).await {
+        Ok(signatures) if signatures.len() == digests.len() => signatures,
+        outcome => {
+            // Nothing was signed: give the quota back so a backend outage does not spend it.
+            if let Err(e) = state.store.release_quota(&token_hash, count).await {
+                tracing::error!(error = %e, "could not release quota after a failed signing call");
+            }
+            return Err(match outcome {
+                Err(e) => e.into(),
+                Ok(_) => ApiError::Internal("backend returned the wrong number of signatures".into()),
+            });
+        }
+    };
+    audit.record(|a| a.signatures = Some(signatures.len()));
+    let signatures = digests
+        .iter()
+        .zip(signatures)
+        .map(|(digest, signature)| SignatureOut {
+            key: request.key.clone(),
+            key_version: active.version,
+            key_id: active.key_id.clone(),
+            algorithm: algorithm.as_str(),
+            digest: digest.to_text(),
+            signature: STANDARD.encode(signature),
+        })
+        .collect();
+    Ok(Json(SignResponse { signatures }))
+}

@@ -1,0 +1,124 @@
+//! The `signet` command line. `anyhow` is used here, at the binary's edge, and errors become exit
+//! codes: 0 success, 1 verification failed or the server refused, 2 usage, configuration or I/O.
+pub mod dev;
+pub mod keys;
+pub mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Signing daemon for ML model provenance.
+#[derive(Debug, Parser)]
+#[command(name = "signet", version, about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SIGNET_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Serve {
+        /// Configuration file.
+        #[arg(long, default_value = "config/signet.toml")]
+        config: PathBuf,
+    },
+    /// Check a configuration file and list every problem in it.
+    CheckConfig {
+        /// Configuration file.
+        #[arg(long, default_value = "config/signet.toml")]
+        config: PathBuf,
+    },
+    /// A self-contained local daemon for trying signet out (development only).
+    Dev(dev::DevArgs),
+    /// Inspect keys.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+}
+
+/// A failure with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    /// 1 or 2.
+    pub code: u8,
+    /// What went wrong.
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    /// Verification failed or the server refused: exit 1.
+    pub fn refused(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: 1,
+            error: error.into(),
+        }
+    }
+
+    /// Usage, configuration or I/O error: exit 2.
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: 2,
+            error: error.into(),
+        }
+    }
+}
+
+/// Parses the command line, runs the command and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let outcome = match cli.command {
+        Command::Serve { config } => serve::run(&config),
+        Command::CheckConfig { config } => serve::check(&config),
+        Command::Dev(args) => dev::run(args),
+        Command::Keys { command } => keys::run(command),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            // The first line says what failed; the chain follows.
+            eprintln!("signet: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// A multi-threaded tokio runtime for a command.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::usage(anyhow::anyhow!("cannot start the async runtime: {e}")))
+}

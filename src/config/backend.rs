@@ -1,0 +1,106 @@
+//! `[backends.NAME]`: where private keys live, tagged by `type`. One file per backend type.
+pub mod aws_kms;
+pub mod gcp_kms;
+pub mod pkcs11;
+pub mod vault_transit;
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{HumanDuration, Problems};
+
+pub use aws_kms::AwsKmsConfig;
+pub use gcp_kms::GcpKmsConfig;
+pub use pkcs11::Pkcs11Config;
+pub use vault_transit::VaultTransitConfig;
+
+/// One backend, by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BackendConfig {
+    /// A PKCS#11 token (HSM; SoftHSM in tests).
+    Pkcs11(Pkcs11Config),
+    /// HashiCorp Vault / OpenBao Transit.
+    VaultTransit(VaultTransitConfig),
+    /// AWS KMS.
+    AwsKms(AwsKmsConfig),
+    /// Google Cloud KMS.
+    GcpKms(GcpKmsConfig),
+}
+
+impl BackendConfig {
+    /// The `type` tag.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendConfig::Pkcs11(_) => "pkcs11",
+            BackendConfig::VaultTransit(_) => "vault_transit",
+            BackendConfig::AwsKms(_) => "aws_kms",
+            BackendConfig::GcpKms(_) => "gcp_kms",
+        }
+    }
+
+    /// Settings every backend has.
+    pub fn call_limits(&self) -> CallLimits {
+        let (timeout, max_retries) = match self {
+            BackendConfig::Pkcs11(c) => (&c.timeout, c.max_retries),
+            BackendConfig::VaultTransit(c) => (&c.timeout, c.max_retries),
+            BackendConfig::AwsKms(c) => (&c.timeout, c.max_retries),
+            BackendConfig::GcpKms(c) => (&c.timeout, c.max_retries),
+        };
+        CallLimits {
+            timeout: timeout.clone(),
+            max_retries,
+        }
+    }
+
+    pub(super) fn validate(&self, field: &str, problems: &mut Problems) {
+        self.call_limits().validate(field, problems);
+        match self {
+            BackendConfig::Pkcs11(c) => c.validate(field, problems),
+            BackendConfig::VaultTransit(c) => c.validate(field, problems),
+            BackendConfig::AwsKms(c) => c.validate(field, problems),
+            BackendConfig::GcpKms(c) => c.validate(field, problems),
+        }
+    }
+}
+
+/// Per-call timeout and retries, common to all backends (`timeout`, `max_retries` in each).
+#[derive(Debug, Clone)]
+pub struct CallLimits {
+    /// Longest one backend call may take.
+    pub timeout: HumanDuration,
+    /// Retries of a call that is safe to retry.
+    pub max_retries: u32,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        CallLimits {
+            timeout: default_timeout(),
+            max_retries: default_max_retries(),
+        }
+    }
+}
+
+pub(crate) fn default_timeout() -> HumanDuration {
+    HumanDuration::from_duration(Duration::from_secs(10))
+}
+
+pub(crate) fn default_max_retries() -> u32 {
+    2
+}
+
+impl CallLimits {
+    fn validate(&self, field: &str, problems: &mut Problems) {
+        self.timeout.check(
+            &format!("{field}.timeout"),
+            Duration::from_millis(10),
+            Duration::from_secs(300),
+            problems,
+        );
+        if self.max_retries > 10 {
+            problems.push(format!("{field}.max_retries"), "must be at most 10");
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! `type = "aws_kms"`: AWS KMS; credentials from the standard AWS chain.
+use serde::Deserialize;
+
+use crate::config::HumanDuration;
+use crate::config::{Problems, check_url};
+
+/// AWS KMS settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsKmsConfig {
+    /// Region, e.g. `eu-west-1`.
+    pub region: String,
+    /// Endpoint override (LocalStack, VPC endpoints).
+    pub endpoint: Option<String>,
+    /// Longest one backend call may take (default "10s").
+    #[serde(default = "super::default_timeout")]
+    pub timeout: HumanDuration,
+    /// Retries of a call that is safe to retry (default 2).
+    #[serde(default = "super::default_max_retries")]
+    pub max_retries: u32,
+}
+
+impl AwsKmsConfig {
+    pub(super) fn validate(&self, field: &str, problems: &mut Problems) {
+        if self.region.is_empty() {
+            problems.push(format!("{field}.region"), "must be set, e.g. \"us-east-1\"");
+        }
+        if let Some(endpoint) = &self.endpoint {
+            check_url(endpoint, &format!("{field}.endpoint"), problems);
+        }
+        problems.push(format!("{field}.type"), "the aws_kms backend is not built into this version yet");
+    }
+}

@@ -1,0 +1,33 @@
+//! signet: a signing daemon for ML model provenance.
+//!
+//! The daemon holds no private keys. Keys live in backends (PKCS#11 HSMs today; cloud KMSs and Vault
+//! Transit next); callers authenticate with OIDC ID tokens, policies map their claims to keys, and
+//! they get short-lived signing sessions. Module map:
+//!
+//! - [`config`]: TOML configuration, validated at start-up with every error listed.
+//! - [`oidc`]: ID token verification against each issuer's discovered JWKS.
+//! - [`policy`]: claims to a decision (which keys, TTL, quota); deny by default.
+//! - [`session`]: opaque session tokens (only their hash is stored), expiry, quota.
+//! - [`store`]: the persistence trait and its embedded SQLite implementation.
+//! - [`backend`]: the `SigningBackend` trait, one file per backend.
+//! - [`keys`]: logical keys, their versions and the backend keys behind them.
+//! - [`jwks`]: public keys as JWKs with RFC 7638 thumbprints as `kid`.
+//! - [`algorithm`]: signing algorithms (JOSE names) and `sha256:<hex>` digests.
+//! - [`api`]: the HTTP API and the one error to problem+json mapping.
+//! - [`cli`]: the `signet` command line.
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::unwrap_used)]
+
+pub mod algorithm;
+pub mod api;
+pub mod app;
+pub mod backend;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod jwks;
+pub mod keys;
+pub mod oidc;
+pub mod policy;
+pub mod session;
+pub mod store;

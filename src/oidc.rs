@@ -1,0 +1,188 @@
+//! OIDC ID token verification: pick the issuer by the token's exact `iss`, take the verification
+//! key and its algorithm from that issuer's JWKS (never from the token alone), then check the
+//! signature, `iss`, `aud`, `exp`, `nbf` and `iat` with a small leeway.
+pub mod dev_issuer;
+pub mod keystore;
+pub mod unverified;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm as JwtAlgorithm, Validation};
+use serde_json::{Map, Value};
+
+use crate::config::IssuerConfig;
+use keystore::IssuerKeys;
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat`: CI runners' clocks drift a little, and a
+/// minute is what GitHub's and crates.io's verifiers allow.
+pub const LEEWAY: Duration = Duration::from_secs(60);
+
+/// A token whose signature and registered claims have been checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedClaims {
+    /// The config name of the issuer.
+    pub issuer: String,
+    /// The token's `iss`.
+    pub iss: String,
+    /// The token's `sub`.
+    pub subject: String,
+    /// Every claim, for policy matching and the log.
+    pub claims: Map<String, Value>,
+}
+
+/// Why a token was refused. Messages never contain the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OidcError {
+    /// Not three base64url parts, or the header or payload is not JSON.
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    /// `alg` is `none`, HMAC or otherwise not an asymmetric algorithm we accept.
+    #[error("the token's algorithm is not accepted")]
+    UnsupportedAlgorithm,
+    /// `iss` is missing or not a single string.
+    #[error("the token's iss must be a single string")]
+    BadIssuerClaim,
+    /// No configured issuer has this exact `iss`.
+    #[error("the token's issuer is not trusted")]
+    UnknownIssuer,
+    /// The header has no `kid`, or the issuer's JWKS has no such key.
+    #[error("the token's signing key is not in the issuer's JWKS")]
+    UnknownKey,
+    /// The header's `alg` differs from the issuer's key's algorithm.
+    #[error("the token's algorithm does not match the issuer's key")]
+    AlgorithmMismatch,
+    /// The signature does not verify.
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    /// No `aud` value is one of the issuer's configured audiences.
+    #[error("the token's audience is not accepted")]
+    WrongAudience,
+    /// `exp` has passed.
+    #[error("the token has expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// `iat` is in the future.
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
+    /// A required claim (`exp`, `iat`, `sub`, `aud`) is missing or has the wrong type.
+    #[error("the token lacks the {0} claim")]
+    MissingClaim(String),
+    /// The issuer's discovery document announces a development issuer, outside `signet dev`.
+    #[error("issuer {0} is a development issuer and is refused outside `signet dev`")]
+    DevelopmentIssuer(String),
+    /// The issuer's discovery or JWKS endpoint cannot be reached.
+    #[error("issuer {issuer} is unavailable: {reason}")]
+    IssuerUnavailable {
+        /// The issuer's config name.
+        issuer: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Verifies ID tokens against the configured issuers.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    issuers: Arc<HashMap<String, Arc<IssuerKeys>>>,
+}
+
+impl Verifier {
+    /// Builds a verifier; `allow_development_issuers` is true only under `signet dev`.
+    pub fn new(configs: &[IssuerConfig], allow_development_issuers: bool) -> Result<Self, OidcError> {
+        let http = keystore::http_client().map_err(|reason| OidcError::IssuerUnavailable {
+            issuer: "*".into(),
+            reason,
+        })?;
+        let issuers = configs
+            .iter()
+            .map(|c| {
+                (
+                    c.issuer.clone(),
+                    Arc::new(IssuerKeys::new(c.clone(), http.clone(), allow_development_issuers)),
+                )
+            })
+            .collect();
+        Ok(Verifier {
+            issuers: Arc::new(issuers),
+        })
+    }
+
+    /// Verifies `token` and returns its claims.
+    pub async fn verify(&self, token: &str) -> Result<VerifiedClaims, OidcError> {
+        let unverified = unverified::UnverifiedToken::parse(token)?;
+        let issuer = self
+            .issuers
+            .get(&unverified.iss)
+            .ok_or(OidcError::UnknownIssuer)?;
+        let kid = unverified.kid.as_deref().ok_or(OidcError::UnknownKey)?;
+        let key = issuer.key(kid).await?;
+        if key.algorithm != unverified.alg {
+            return Err(OidcError::AlgorithmMismatch);
+        }
+
+        let config = issuer.config();
+        let mut validation = Validation::new(key.algorithm);
+        validation.leeway = LEEWAY.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        validation.set_audience(&config.audiences);
+        validation.set_issuer(&[&config.issuer]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding_key, &validation)
+            .map_err(map_jwt_error)?;
+        let claims = data.claims;
+
+        // jsonwebtoken does not look at iat: a token "issued" in the future is forged or badly clocked.
+        let now = jsonwebtoken::get_current_timestamp();
+        match claims.get("iat").and_then(Value::as_u64) {
+            Some(iat) if iat > now + LEEWAY.as_secs() => return Err(OidcError::IssuedInFuture),
+            Some(_) => {}
+            None => return Err(OidcError::MissingClaim("iat".into())),
+        }
+        let subject = match claims.get("sub") {
+            Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
+            _ => return Err(OidcError::MissingClaim("sub".into())),
+        };
+        Ok(VerifiedClaims {
+            issuer: config.name.clone(),
+            iss: config.issuer.clone(),
+            subject,
+            claims,
+        })
+    }
+}
+
+fn map_jwt_error(error: jsonwebtoken::errors::Error) -> OidcError {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::ExpiredSignature => OidcError::Expired,
+        ErrorKind::ImmatureSignature => OidcError::NotYetValid,
+        ErrorKind::InvalidAudience => OidcError::WrongAudience,
+        ErrorKind::InvalidIssuer => OidcError::UnknownIssuer,
+        ErrorKind::InvalidSignature => OidcError::BadSignature,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => OidcError::AlgorithmMismatch,
+        ErrorKind::MissingRequiredClaim(claim) => OidcError::MissingClaim(claim.clone()),
+        _ => OidcError::Malformed,
+    }
+}
+
+/// The asymmetric algorithms accepted in ID tokens.
+pub fn is_accepted_algorithm(algorithm: JwtAlgorithm) -> bool {
+    matches!(
+        algorithm,
+        JwtAlgorithm::RS256
+            | JwtAlgorithm::RS384
+            | JwtAlgorithm::RS512
+            | JwtAlgorithm::PS256
+            | JwtAlgorithm::PS384
+            | JwtAlgorithm::PS512
+            | JwtAlgorithm::ES256
+            | JwtAlgorithm::ES384
+            | JwtAlgorithm::EdDSA
+    )
+}

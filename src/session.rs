@@ -1,0 +1,151 @@
+//! Signing sessions: an opaque random bearer token (256 bits; only its SHA-256 is stored), an
+//! expiry, the keys it may use and a signature quota, granted within a policy's limits.
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::secret::Secret;
+use crate::oidc::VerifiedClaims;
+use crate::policy::Decision;
+use crate::store::SessionRecord;
+
+/// Every session token starts with this, so a leaked one is easy to recognise in scanners.
+pub const TOKEN_PREFIX: &str = "sgt_";
+
+/// What a caller may ask for when opening a session; all optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    /// Keys wanted; default: all the policy allows.
+    pub keys: Option<Vec<String>>,
+    /// Lifetime wanted; clamped to the policy's `max_ttl`.
+    pub ttl_seconds: Option<u64>,
+    /// Quota wanted; clamped to the policy's `max_signatures`.
+    pub max_signatures: Option<u64>,
+}
+
+/// Why a session request is refused before any policy is consulted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// `ttl_seconds` or `max_signatures` is zero, or `keys` is empty.
+    #[error("{0}")]
+    InvalidRequest(&'static str),
+}
+
+impl SessionRequest {
+    /// Checks the values that no policy can fix.
+    pub fn check(&self) -> Result<(), SessionError> {
+        if self.ttl_seconds == Some(0) {
+            return Err(SessionError::InvalidRequest("ttl_seconds must be at least 1"));
+        }
+        if self.max_signatures == Some(0) {
+            return Err(SessionError::InvalidRequest("max_signatures must be at least 1"));
+        }
+        if self.keys.as_ref().is_some_and(|k| k.is_empty()) {
+            return Err(SessionError::InvalidRequest("keys, when given, must name at least one key"));
+        }
+        Ok(())
+    }
+}
+
+/// A fresh session token and the hash under which it is stored.
+pub fn new_token() -> (Secret<String>, String) {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let hash = hash_token(&token);
+    (Secret::new(token), hash)
+}
+
+/// The stored form of a token: SHA-256, hex. A 256-bit random token needs no salt or slow hash.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Whether `text` could be a session token (so an ID token sent by mistake gets a clear error).
+pub fn looks_like_token(text: &str) -> bool {
+    text.strip_prefix(TOKEN_PREFIX)
+        .is_some_and(|rest| rest.len() == 43 && URL_SAFE_NO_PAD.decode(rest).is_ok())
+}
+
+/// The session record for a caller, clamping the request to the decision's limits.
+pub fn grant(
+    token_hash: String,
+    caller: &VerifiedClaims,
+    decision: &Decision,
+    request: &SessionRequest,
+    now: i64,
+) -> SessionRecord {
+    let ttl = request
+        .ttl_seconds
+        .map_or(decision.max_ttl, Duration::from_secs)
+        .min(decision.max_ttl);
+    let max_signatures = request
+        .max_signatures
+        .unwrap_or(decision.max_signatures)
+        .min(decision.max_signatures);
+    SessionRecord {
+        token_hash,
+        issuer: caller.issuer.clone(),
+        subject: caller.subject.clone(),
+        policy: decision.policy.clone(),
+        keys: decision.keys.clone(),
+        created_at: now,
+        expires_at: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+        max_signatures,
+        used: 0,
+        ended: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Role;
+
+    #[test]
+    fn tokens_are_256_bit_and_hashed() {
+        let (token, hash) = new_token();
+        assert!(looks_like_token(token.expose()));
+        assert_eq!(hash, hash_token(token.expose()));
+        assert_eq!(hash.len(), 64);
+        let (other, _) = new_token();
+        assert_ne!(token.expose(), other.expose());
+    }
+
+    #[test]
+    fn grant_clamps_to_policy() {
+        let caller = VerifiedClaims {
+            issuer: "ci".into(),
+            iss: "https://ci".into(),
+            subject: "s".into(),
+            claims: Default::default(),
+        };
+        let decision = Decision {
+            policy: "p".into(),
+            keys: vec!["k".into()],
+            max_ttl: Duration::from_secs(600),
+            max_signatures: 10,
+            role: Role::Signer,
+        };
+        let request = SessionRequest {
+            keys: None,
+            ttl_seconds: Some(100_000),
+            max_signatures: Some(1000),
+        };
+        let s = grant("h".into(), &caller, &decision, &request, 1000);
+        assert_eq!(s.expires_at, 1600);
+        assert_eq!(s.max_signatures, 10);
+        let small = SessionRequest {
+            keys: None,
+            ttl_seconds: Some(5),
+            max_signatures: Some(2),
+        };
+        let s = grant("h".into(), &caller, &decision, &small, 1000);
+        assert_eq!((s.expires_at, s.max_signatures), (1005, 2));
+    }
+}

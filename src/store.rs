@@ -1,0 +1,162 @@
+//! The `Store` trait: sessions, quotas and key versions, persisted outside the process so that a
+//! restart (and, later, other replicas) see the same state. `store/sqlite.rs` is the default.
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::algorithm::Algorithm;
+use crate::config::store::StoreLocation;
+
+/// Why a store call failed. Never contains a token (only hashes reach the store).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened, read or written.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be understood.
+    #[error("store holds malformed data: {0}")]
+    Corrupt(String),
+    /// A unique constraint refused the write.
+    #[error("store conflict: {0}")]
+    Conflict(String),
+}
+
+/// A signing session as stored. The token itself is never stored, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// SHA-256 of the session token, hex.
+    pub token_hash: String,
+    /// The config name of the issuer that authenticated the caller.
+    pub issuer: String,
+    /// The caller's `sub`.
+    pub subject: String,
+    /// The policy that granted the session.
+    pub policy: String,
+    /// Keys the session may use.
+    pub keys: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; the session is dead from this instant on.
+    pub expires_at: i64,
+    /// Signature quota.
+    pub max_signatures: u64,
+    /// Signatures made (or reserved by in-flight requests).
+    pub used: u64,
+    /// Ended early by `DELETE /v1/sessions/current`.
+    pub ended: bool,
+}
+
+/// The outcome of reserving quota.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuotaOutcome {
+    /// Reserved; the session as it is now.
+    Reserved(SessionRecord),
+    /// No such session, or it was ended.
+    Unknown,
+    /// The session has expired.
+    Expired,
+    /// Not enough quota left; nothing was reserved.
+    Exhausted {
+        /// Signatures still available.
+        remaining: u64,
+    },
+}
+
+/// The lifecycle state of a key version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyState {
+    /// Signs.
+    Active,
+    /// Published for verification only.
+    VerifyOnly,
+    /// Neither signs nor is published; kept for audit.
+    Retired,
+}
+
+impl KeyState {
+    /// The stored and published name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Active => "active",
+            KeyState::VerifyOnly => "verify-only",
+            KeyState::Retired => "retired",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(text: &str) -> Option<KeyState> {
+        match text {
+            "active" => Some(KeyState::Active),
+            "verify-only" => Some(KeyState::VerifyOnly),
+            "retired" => Some(KeyState::Retired),
+            _ => None,
+        }
+    }
+}
+
+/// One version of a logical key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyVersionRecord {
+    /// The logical key's name.
+    pub key: String,
+    /// 1, 2, ...
+    pub version: u32,
+    /// RFC 7638 thumbprint of the public key.
+    pub key_id: String,
+    /// The backend's config name.
+    pub backend: String,
+    /// The backend's opaque reference.
+    pub backend_ref: String,
+    /// The algorithm.
+    pub algorithm: Algorithm,
+    /// SPKI DER.
+    pub public_key_spki: Vec<u8>,
+    /// Lifecycle state.
+    pub state: KeyState,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds at which a verify-only version becomes retired.
+    pub retire_at: Option<i64>,
+}
+
+/// Persistence for everything that must be exact across restarts and replicas.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Records a new session.
+    async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+
+    /// The session whose token hashes to `token_hash`, if any (ended or expired ones too).
+    async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Atomically reserves `count` signatures if the session is live at `now` and has quota left:
+    /// two concurrent calls can never together exceed the quota.
+    async fn reserve_quota(&self, token_hash: &str, count: u64, now: i64) -> Result<QuotaOutcome, StoreError>;
+
+    /// Gives back `count` reserved signatures that were not made (the backend failed).
+    async fn release_quota(&self, token_hash: &str, count: u64) -> Result<(), StoreError>;
+
+    /// Ends a session; false if there was no live session.
+    async fn end_session(&self, token_hash: &str) -> Result<bool, StoreError>;
+
+    /// Deletes sessions that expired before `before`; returns how many.
+    async fn purge_sessions(&self, before: i64) -> Result<u64, StoreError>;
+
+    /// Every version of `key`, oldest first.
+    async fn key_versions(&self, key: &str) -> Result<Vec<KeyVersionRecord>, StoreError>;
+
+    /// Records a new key version; a second version with the same number is a conflict.
+    async fn insert_key_version(&self, version: &KeyVersionRecord) -> Result<(), StoreError>;
+
+    /// Checks that the store answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the configured store.
+pub async fn open(location: &StoreLocation) -> Result<Arc<dyn Store>, StoreError> {
+    match location {
+        StoreLocation::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
+    }
+}

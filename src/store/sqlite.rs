@@ -1,0 +1,389 @@
+//! The embedded default store: one SQLite file in WAL mode. Calls run on blocking threads over one
+//! connection; SQLite serializes writers anyway, and each call is a short transaction.
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{KeyState, KeyVersionRecord, QuotaOutcome, SessionRecord, Store, StoreError};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE sessions (
+    token_hash     TEXT PRIMARY KEY,
+    issuer         TEXT NOT NULL,
+    subject        TEXT NOT NULL,
+    policy         TEXT NOT NULL,
+    keys           TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    max_signatures INTEGER NOT NULL,
+    used           INTEGER NOT NULL DEFAULT 0,
+    ended          INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
+CREATE TABLE key_versions (
+    key             TEXT NOT NULL,
+    version         INTEGER NOT NULL,
+    key_id          TEXT NOT NULL,
+    backend         TEXT NOT NULL,
+    backend_ref     TEXT NOT NULL,
+    algorithm       TEXT NOT NULL,
+    public_key_spki BLOB NOT NULL,
+    state           TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    retire_at       INTEGER,
+    PRIMARY KEY (key, version)
+);
+"#];
+
+/// SQLite-backed `Store`.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
+        let connection = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
+            let mut connection = Connection::open(&path).map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+            // WAL lets readers run beside the writer; synchronous=FULL syncs the WAL on every
+            // commit, so an acknowledged session or quota change survives power loss.
+            connection
+                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
+                .map_err(unavailable)?;
+            migrate(&mut connection)?;
+            Ok(connection)
+        })
+        .await
+        .map_err(unavailable)??;
+        Ok(SqliteStore {
+            connection: Arc::new(Mutex::new(connection)),
+        })
+    }
+
+    async fn call<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let connection = Arc::clone(&self.connection);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = connection
+                .lock()
+                .map_err(|_| StoreError::Unavailable("store connection poisoned".into()))?;
+            work(&mut guard)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+}
+
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let applied: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(unavailable)?;
+    let applied = usize::try_from(applied).map_err(|_| StoreError::Corrupt("negative schema version".into()))?;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {applied} is newer than this signet ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (number, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = connection.transaction().map_err(unavailable)?;
+        tx.execute_batch(sql).map_err(unavailable)?;
+        tx.pragma_update(None, "user_version", (number + 1) as i64).map_err(unavailable)?;
+        tx.commit().map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+const SESSION_COLUMNS: &str =
+    "token_hash, issuer, subject, policy, keys, created_at, expires_at, max_signatures, used, ended";
+
+fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SessionRecord, String)> {
+    Ok((
+        SessionRecord {
+            token_hash: row.get(0)?,
+            issuer: row.get(1)?,
+            subject: row.get(2)?,
+            policy: row.get(3)?,
+            keys: Vec::new(),
+            created_at: row.get(5)?,
+            expires_at: row.get(6)?,
+            max_signatures: row.get::<_, i64>(7)?.max(0) as u64,
+            used: row.get::<_, i64>(8)?.max(0) as u64,
+            ended: row.get(9)?,
+        },
+        row.get(4)?,
+    ))
+}
+
+fn finish_session((mut record, keys): (SessionRecord, String)) -> Result<SessionRecord, StoreError> {
+    record.keys = serde_json::from_str(&keys).map_err(|e| StoreError::Corrupt(format!("session keys: {e}")))?;
+    Ok(record)
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        let s = session.clone();
+        let keys = serde_json::to_string(&s.keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.call(move |c| {
+            c.execute(
+                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                params![
+                    s.token_hash,
+                    s.issuer,
+                    s.subject,
+                    s.policy,
+                    keys,
+                    s.created_at,
+                    s.expires_at,
+                    to_i64(s.max_signatures),
+                    to_i64(s.used),
+                    s.ended
+                ],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let hash = token_hash.to_string();
+        self.call(move |c| {
+            c.query_row(
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?1"),
+                [hash],
+                session_from_row,
+            )
+            .optional()
+            .map_err(unavailable)?
+            .map(finish_session)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn reserve_quota(&self, token_hash: &str, count: u64, now: i64) -> Result<QuotaOutcome, StoreError> {
+        let hash = token_hash.to_string();
+        self.call(move |c| {
+            // One conditional UPDATE: the check and the increment are a single atomic step.
+            let reserved = c
+                .query_row(
+                    &format!(
+                        "UPDATE sessions SET used = used + ?2 \
+                         WHERE token_hash = ?1 AND ended = 0 AND expires_at > ?3 AND used + ?2 <= max_signatures \
+                         RETURNING {SESSION_COLUMNS}"
+                    ),
+                    params![hash, to_i64(count), now],
+                    session_from_row,
+                )
+                .optional()
+                .map_err(unavailable)?;
+            if let Some(row) = reserved {
+                return Ok(QuotaOutcome::Reserved(finish_session(row)?));
+            }
+            let current = c
+                .query_row(
+                    &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?1"),
+                    [&hash],
+                    session_from_row,
+                )
+                .optional()
+                .map_err(unavailable)?;
+            Ok(match current {
+                None => QuotaOutcome::Unknown,
+                Some((s, _)) if s.ended => QuotaOutcome::Unknown,
+                Some((s, _)) if s.expires_at <= now => QuotaOutcome::Expired,
+                Some((s, _)) => QuotaOutcome::Exhausted {
+                    remaining: s.max_signatures.saturating_sub(s.used),
+                },
+            })
+        })
+        .await
+    }
+
+    async fn release_quota(&self, token_hash: &str, count: u64) -> Result<(), StoreError> {
+        let hash = token_hash.to_string();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE sessions SET used = MAX(used - ?2, 0) WHERE token_hash = ?1",
+                params![hash, to_i64(count)],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn end_session(&self, token_hash: &str) -> Result<bool, StoreError> {
+        let hash = token_hash.to_string();
+        self.call(move |c| {
+            let changed = c
+                .execute("UPDATE sessions SET ended = 1 WHERE token_hash = ?1 AND ended = 0", [hash])
+                .map_err(unavailable)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn purge_sessions(&self, before: i64) -> Result<u64, StoreError> {
+        self.call(move |c| {
+            let deleted = c
+                .execute("DELETE FROM sessions WHERE expires_at < ?1", [before])
+                .map_err(unavailable)?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
+    async fn key_versions(&self, key: &str) -> Result<Vec<KeyVersionRecord>, StoreError> {
+        let key = key.to_string();
+        self.call(move |c| {
+            let mut statement = c
+                .prepare(
+                    "SELECT key, version, key_id, backend, backend_ref, algorithm, public_key_spki, state, \
+                     created_at, retire_at FROM key_versions WHERE key = ?1 ORDER BY version",
+                )
+                .map_err(unavailable)?;
+            let rows = statement
+                .query_map([key], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, u32>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, String>(5)?,
+                        row.get::<_, Vec<u8>>(6)?,
+                        row.get::<_, String>(7)?,
+                        row.get::<_, i64>(8)?,
+                        row.get::<_, Option<i64>>(9)?,
+                    ))
+                })
+                .map_err(unavailable)?;
+            let mut versions = Vec::new();
+            for row in rows {
+                let (key, version, key_id, backend, backend_ref, algorithm, spki, state, created_at, retire_at) =
+                    row.map_err(unavailable)?;
+                versions.push(KeyVersionRecord {
+                    algorithm: algorithm
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt(format!("key {key} v{version}: algorithm")))?,
+                    state: KeyState::parse(&state)
+                        .ok_or_else(|| StoreError::Corrupt(format!("key {key} v{version}: state")))?,
+                    key,
+                    version,
+                    key_id,
+                    backend,
+                    backend_ref,
+                    public_key_spki: spki,
+                    created_at,
+                    retire_at,
+                });
+            }
+            Ok(versions)
+        })
+        .await
+    }
+
+    async fn insert_key_version(&self, v: &KeyVersionRecord) -> Result<(), StoreError> {
+        let v = v.clone();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO key_versions (key, version, key_id, backend, backend_ref, algorithm, public_key_spki, \
+                 state, created_at, retire_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    v.key,
+                    v.version,
+                    v.key_id,
+                    v.backend,
+                    v.backend_ref,
+                    v.algorithm.as_str(),
+                    v.public_key_spki,
+                    v.state.as_str(),
+                    v.created_at,
+                    v.retire_at
+                ],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    StoreError::Conflict(format!("key {} version {} exists", v.key, v.version))
+                }
+                other => unavailable(other),
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.call(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(hash: &str, max: u64) -> SessionRecord {
+        SessionRecord {
+            token_hash: hash.into(),
+            issuer: "ci".into(),
+            subject: "repo:acme/models".into(),
+            policy: "release".into(),
+            keys: vec!["model-signing".into()],
+            created_at: 100,
+            expires_at: 200,
+            max_signatures: max,
+            used: 0,
+            ended: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn quota_is_never_overspent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.expect("open");
+        store.create_session(&session("h", 3)).await.expect("create");
+        assert!(matches!(store.reserve_quota("h", 2, 150).await, Ok(QuotaOutcome::Reserved(_))));
+        assert_eq!(
+            store.reserve_quota("h", 2, 150).await,
+            Ok(QuotaOutcome::Exhausted { remaining: 1 })
+        );
+        store.release_quota("h", 2).await.expect("release");
+        assert!(matches!(store.reserve_quota("h", 3, 150).await, Ok(QuotaOutcome::Reserved(_))));
+        assert_eq!(store.reserve_quota("h", 1, 250).await, Ok(QuotaOutcome::Expired));
+        assert_eq!(store.reserve_quota("nope", 1, 150).await, Ok(QuotaOutcome::Unknown));
+        assert!(store.end_session("h").await.expect("end"));
+        assert_eq!(store.reserve_quota("h", 0, 150).await, Ok(QuotaOutcome::Unknown));
+    }
+
+    #[tokio::test]
+    async fn sessions_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        {
+            let store = SqliteStore::open(&path).await.expect("open");
+            store.create_session(&session("h", 3)).await.expect("create");
+        }
+        let store = SqliteStore::open(&path).await.expect("reopen");
+        assert_eq!(store.session("h").await.expect("read"), Some(session("h", 3)));
+    }
+}
