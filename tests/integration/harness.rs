@@ -1,0 +1,110 @@
+//! Test parts: a SoftHSM token, an OIDC issuer, the daemon. Each test starts its own, so tests run
+//! in parallel without sharing state. A missing part (softhsm2 not installed) fails the test.
+pub mod daemon;
+pub mod issuer;
+pub mod softhsm;
+
+pub use daemon::{Daemon, DaemonConfig};
+pub use issuer::TestIssuer;
+pub use softhsm::SoftHsm;
+
+use serde_json::Value;
+
+/// A problem+json error's status and code.
+pub async fn problem(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body: Value = response.json().await.expect("problem body is JSON");
+    assert_eq!(content_type, "application/problem+json", "body: {body}");
+    assert_eq!(body["status"].as_u64(), Some(u64::from(status)), "body: {body}");
+    (status, body["code"].as_str().expect("code").to_string())
+}
+
+/// Everything one test needs: a token, an issuer and a daemon using both.
+pub struct Harness {
+    pub hsm: SoftHsm,
+    pub issuer: TestIssuer,
+    pub daemon: Daemon,
+    pub http: reqwest::Client,
+}
+
+impl Harness {
+    /// The default setup: ES256 `model-signing`, a `release` policy for acme/models on main.
+    pub async fn start() -> Harness {
+        Harness::start_with(|_| {}).await
+    }
+
+    /// The default setup, adjusted by `tweak` before the daemon starts.
+    pub async fn start_with(tweak: impl FnOnce(&mut DaemonConfig)) -> Harness {
+        let hsm = SoftHsm::new();
+        let issuer = TestIssuer::start().await;
+        let mut config = DaemonConfig::new(&hsm, &issuer.url);
+        tweak(&mut config);
+        let daemon = Daemon::start(&hsm, &config).await;
+        Harness {
+            hsm,
+            issuer,
+            daemon,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// POST /v1/sessions with `id_token` and an optional body.
+    pub async fn open_session(&self, id_token: &str, body: Option<Value>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(self.daemon.url("/v1/sessions"))
+            .bearer_auth(id_token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("POST /v1/sessions")
+    }
+
+    /// A session token for a default, valid ID token.
+    pub async fn session(&self) -> String {
+        self.session_with(None).await
+    }
+
+    /// A session token, with a session request body.
+    pub async fn session_with(&self, body: Option<Value>) -> String {
+        let response = self.open_session(&self.issuer.mint_default(), body).await;
+        assert_eq!(response.status().as_u16(), 201, "{}", response.text().await.unwrap_or_default());
+        let body: Value = response.json().await.expect("JSON");
+        body["session_token"].as_str().expect("session_token").to_string()
+    }
+
+    /// POST /v1/sign with a session token and a JSON body.
+    pub async fn sign(&self, session: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(self.daemon.url("/v1/sign"))
+            .bearer_auth(session)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /v1/sign")
+    }
+
+    /// The daemon's JWKS.
+    pub async fn jwks(&self) -> Value {
+        self.http
+            .get(self.daemon.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .expect("GET jwks")
+            .json()
+            .await
+            .expect("JWKS JSON")
+    }
+}
+
+/// `sha256:<hex>` of `data`.
+pub fn sha256_digest(data: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}

@@ -1,0 +1,239 @@
+//! The `signet` binary run as a daemon on a free port, with its own config, store and token.
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::softhsm::{self, SoftHsm};
+
+/// How long a daemon may take to start before the test fails.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A key in the test config.
+#[derive(Clone)]
+pub struct TestKey {
+    pub name: String,
+    pub algorithm: String,
+    pub backend_key: Option<String>,
+}
+
+/// The daemon's config, rendered to TOML.
+#[derive(Clone)]
+pub struct DaemonConfig {
+    pub issuer_url: String,
+    pub store_path: PathBuf,
+    pub keys: Vec<TestKey>,
+    pub policy_keys: Vec<String>,
+    pub policy_claims: String,
+    pub max_ttl: String,
+    pub max_signatures: u64,
+    pub refetch_cooldown: String,
+    pub request_timeout: String,
+    pub extra: String,
+}
+
+impl DaemonConfig {
+    /// ES256 `model-signing` and `log-signing`; a `release` policy for acme/models on main.
+    pub fn new(hsm: &SoftHsm, issuer_url: &str) -> DaemonConfig {
+        DaemonConfig {
+            issuer_url: issuer_url.to_string(),
+            store_path: hsm.dir.path().join("signet.db"),
+            keys: vec![
+                TestKey {
+                    name: "model-signing".into(),
+                    algorithm: "ES256".into(),
+                    backend_key: None,
+                },
+                TestKey {
+                    name: "log-signing".into(),
+                    algorithm: "ES256".into(),
+                    backend_key: None,
+                },
+            ],
+            policy_keys: vec!["model-signing".into()],
+            policy_claims: r#"{ repository = "acme/models", ref = "refs/heads/main" }"#.into(),
+            max_ttl: "15m".into(),
+            max_signatures: 100,
+            refetch_cooldown: "60s".into(),
+            request_timeout: "30s".into(),
+            extra: String::new(),
+        }
+    }
+
+    /// Adds a key the policy grants.
+    pub fn add_key(&mut self, name: &str, algorithm: &str) {
+        self.keys.push(TestKey {
+            name: name.into(),
+            algorithm: algorithm.into(),
+            backend_key: None,
+        });
+        self.policy_keys.push(name.into());
+    }
+
+    pub fn render(&self) -> String {
+        let mut text = format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+request_timeout = "{request_timeout}"
+shutdown_timeout = "20s"
+
+[store]
+url = "sqlite://{store}"
+
+[log]
+origin = "signet.test/log"
+key = "log-signing"
+
+[[issuers]]
+name = "ci"
+issuer = "{issuer}"
+audiences = ["signet"]
+jwks_refetch_cooldown = "{cooldown}"
+
+[backends.hsm]
+type = "pkcs11"
+module = "{module}"
+token_label = "{label}"
+pin_env = "SIGNET_TEST_HSM_PIN"
+timeout = "20s"
+
+[[policies]]
+name = "release"
+issuer = "ci"
+claims = {claims}
+keys = {keys}
+max_ttl = "{max_ttl}"
+max_signatures = {max_signatures}
+"#,
+            request_timeout = self.request_timeout,
+            store = self.store_path.display(),
+            issuer = self.issuer_url,
+            cooldown = self.refetch_cooldown,
+            module = softhsm::MODULE,
+            label = softhsm::LABEL,
+            claims = self.policy_claims,
+            keys = serde_json::to_string(&self.policy_keys).expect("keys"),
+            max_ttl = self.max_ttl,
+            max_signatures = self.max_signatures,
+        );
+        for key in &self.keys {
+            text.push_str(&format!(
+                "\n[[keys]]\nname = \"{}\"\nbackend = \"hsm\"\nalgorithm = \"{}\"\n",
+                key.name, key.algorithm
+            ));
+            if let Some(label) = &key.backend_key {
+                text.push_str(&format!("backend_key = \"{label}\"\n"));
+            }
+        }
+        text.push_str(&self.extra);
+        text
+    }
+}
+
+/// A running daemon; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Daemon {
+    pub base_url: String,
+    pub config_path: PathBuf,
+    pub stderr_path: PathBuf,
+    child: Child,
+}
+
+impl Daemon {
+    /// Writes the config next to the token and starts `signet serve`.
+    pub async fn start(hsm: &SoftHsm, config: &DaemonConfig) -> Daemon {
+        let config_path = hsm.dir.path().join(format!("signet-{}.toml", rand::random::<u32>()));
+        std::fs::write(&config_path, config.render()).expect("write config");
+        Daemon::start_with_config_file(hsm, config_path)
+            .await
+            .unwrap_or_else(|stderr| panic!("daemon did not start:\n{stderr}"))
+    }
+
+    /// Starts `signet serve` on an existing config; Err(stderr) if it exits instead.
+    pub async fn start_with_config_file(hsm: &SoftHsm, config_path: PathBuf) -> Result<Daemon, String> {
+        let stderr_path = config_path.with_extension("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_signet"))
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("SOFTHSM2_CONF", &hsm.conf)
+            .env("SIGNET_TEST_HSM_PIN", softhsm::PIN)
+            .env("SIGNET_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("spawn signet");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("signet listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let started = Instant::now();
+        loop {
+            if let Ok(url) = rx.try_recv() {
+                return Ok(Daemon {
+                    base_url: url,
+                    config_path,
+                    stderr_path,
+                    child,
+                });
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                return Err(std::fs::read_to_string(&stderr_path).unwrap_or_default());
+            }
+            if started.elapsed() > START_DEADLINE {
+                let _ = child.kill();
+                return Err(format!(
+                    "no listening line within {START_DEADLINE:?}:\n{}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+    }
+
+    /// SIGTERM, then waits for exit (SIGKILL after a deadline); returns the exit status.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate();
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

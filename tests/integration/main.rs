@@ -1,0 +1,11 @@
+//! Integration tests: a real SoftHSM token, an OIDC issuer of the tests' own and the `signet`
+//! binary on free loopback ports, driven over HTTP. Modules mirror the concerns under test.
+mod harness;
+mod verify;
+
+mod api_limits;
+mod jwks;
+mod oidc;
+mod pkcs11;
+mod sessions;
+mod signing;
