@@ -77,7 +77,7 @@ impl DigestAlgorithm {
     }
 
     /// Output length in bytes.
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         match self {
             DigestAlgorithm::Sha256 => 32,
             DigestAlgorithm::Sha384 => 48,
@@ -112,7 +112,7 @@ pub enum DigestError {
 pub struct Digest {
     /// The hash function that made it.
     pub algorithm: DigestAlgorithm,
-    /// The raw hash output, of `algorithm.len()` bytes.
+    /// The raw hash output, of `algorithm.output_len()` bytes.
     pub bytes: Vec<u8>,
 }
 
@@ -127,9 +127,9 @@ impl Digest {
         };
         let bad_hex = DigestError::BadHex {
             algorithm: algorithm.name(),
-            hex_len: algorithm.len() * 2,
+            hex_len: algorithm.output_len() * 2,
         };
-        if hex_part.len() != algorithm.len() * 2 {
+        if hex_part.len() != algorithm.output_len() * 2 {
             return Err(bad_hex);
         }
         let bytes = hex::decode(hex_part).map_err(|_| bad_hex)?;

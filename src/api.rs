@@ -82,7 +82,11 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Logs one line per request (outcome, caller, policy; never a token) and bounds its time.
-async fn audit_and_limit(State(timeout): State<Duration>, mut request: Request, next: Next) -> Response {
+async fn audit_and_limit(
+    State(timeout): State<Duration>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();

@@ -97,7 +97,10 @@ pub enum BackendError {
 impl BackendError {
     /// Whether the failure is the backend's availability (503) rather than a fault (500).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, BackendError::Unavailable { .. } | BackendError::Timeout { .. })
+        matches!(
+            self,
+            BackendError::Unavailable { .. } | BackendError::Timeout { .. }
+        )
     }
 }
 
@@ -115,7 +118,11 @@ pub trait SigningBackend: Send + Sync + std::fmt::Debug {
     async fn find_or_create(&self, spec: &KeySpec) -> Result<BackendKey, BackendError>;
 
     /// The public key (SPKI DER) of an existing version; an error if the backend no longer has it.
-    async fn public_key(&self, reference: &str, algorithm: Algorithm) -> Result<Vec<u8>, BackendError>;
+    async fn public_key(
+        &self,
+        reference: &str,
+        algorithm: Algorithm,
+    ) -> Result<Vec<u8>, BackendError>;
 
     /// Signs each digest, which the caller has already computed and checked to be
     /// `algorithm.digest_algorithm()`'s length. ECDSA signatures come back as ASN.1 DER, RSA
@@ -132,12 +139,18 @@ pub trait SigningBackend: Send + Sync + std::fmt::Debug {
 }
 
 /// Builds the backend configured as `name`.
-pub async fn build(name: &str, config: &BackendConfig) -> Result<Arc<dyn SigningBackend>, BackendError> {
+pub async fn build(
+    name: &str,
+    config: &BackendConfig,
+) -> Result<Arc<dyn SigningBackend>, BackendError> {
     match config {
         BackendConfig::Pkcs11(c) => Ok(Arc::new(pkcs11::Pkcs11Backend::connect(name, c).await?)),
         other => Err(BackendError::Failed {
             backend: name.to_string(),
-            reason: format!("backend type {} is not built into this version", other.kind()),
+            reason: format!(
+                "backend type {} is not built into this version",
+                other.kind()
+            ),
         }),
     }
 }

@@ -149,7 +149,10 @@ impl Config {
             let field = format!("issuers[{i}]");
             issuer.validate(&field, &mut problems);
             if issuer_names.contains(&issuer.name.as_str()) {
-                problems.push(format!("{field}.name"), format!("duplicate issuer name {:?}", issuer.name));
+                problems.push(
+                    format!("{field}.name"),
+                    format!("duplicate issuer name {:?}", issuer.name),
+                );
             }
             issuer_names.push(&issuer.name);
         }
@@ -157,7 +160,10 @@ impl Config {
         for (name, backend) in &self.backends {
             let field = format!("backends.{name}");
             if !is_identifier(name) {
-                problems.push(&field, "backend names use letters, digits, '-', '_' and '.'");
+                problems.push(
+                    &field,
+                    "backend names use letters, digits, '-', '_' and '.'",
+                );
             }
             backend.validate(&field, &mut problems);
         }
@@ -167,7 +173,10 @@ impl Config {
             let field = format!("keys[{i}]");
             key.validate(&field, &mut problems);
             if key_names.contains(&key.name.as_str()) {
-                problems.push(format!("{field}.name"), format!("duplicate key name {:?}", key.name));
+                problems.push(
+                    format!("{field}.name"),
+                    format!("duplicate key name {:?}", key.name),
+                );
             }
             key_names.push(&key.name);
             if !self.backends.contains_key(&key.backend) {
@@ -185,7 +194,10 @@ impl Config {
             let field = format!("policies[{i}]");
             policy.validate(&field, &mut problems);
             if policy_names.contains(&policy.name.as_str()) {
-                problems.push(format!("{field}.name"), format!("duplicate policy name {:?}", policy.name));
+                problems.push(
+                    format!("{field}.name"),
+                    format!("duplicate policy name {:?}", policy.name),
+                );
             }
             policy_names.push(&policy.name);
             if !issuer_names.contains(&policy.issuer.as_str()) {
@@ -196,7 +208,10 @@ impl Config {
             }
             for (k, key) in policy.keys.iter().enumerate() {
                 if !key_names.contains(&key.as_str()) {
-                    problems.push(format!("{field}.keys[{k}]"), format!("no key named {key:?} in [[keys]]"));
+                    problems.push(
+                        format!("{field}.keys[{k}]"),
+                        format!("no key named {key:?} in [[keys]]"),
+                    );
                 } else if *key == self.log.key {
                     // A caller who could sign with the log key could forge checkpoints.
                     problems.push(
@@ -252,7 +267,10 @@ impl HumanDuration {
         match self.parsed {
             None => problems.push(
                 field,
-                format!("{:?} is not a duration (examples: \"30s\", \"15m\", \"90d\")", self.raw),
+                format!(
+                    "{:?} is not a duration (examples: \"30s\", \"15m\", \"90d\")",
+                    self.raw
+                ),
             ),
             Some(d) if d < min || d > max => problems.push(
                 field,
@@ -291,7 +309,9 @@ pub fn check_url(text: &str, field: &str, problems: &mut Problems) {
         Ok(url) => match (url.scheme(), url.host()) {
             ("https", Some(_)) => {}
             ("http", Some(host)) if is_loopback_host(&host) => {}
-            ("http", Some(_)) => problems.push(field, "must be https:// (http:// only on loopback)"),
+            ("http", Some(_)) => {
+                problems.push(field, "must be https:// (http:// only on loopback)")
+            }
             _ => problems.push(field, "must be an https:// URL"),
         },
     }

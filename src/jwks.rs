@@ -69,10 +69,20 @@ pub fn jwk_from_spki(spki: &[u8], algorithm: Algorithm) -> Result<Jwk, JwkError>
         Algorithm::ES256 | Algorithm::ES384 => {
             let (crv, point) = if algorithm == Algorithm::ES256 {
                 let key = p256::PublicKey::from_public_key_der(spki).map_err(|_| invalid())?;
-                ("P-256", p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&key, false).as_bytes().to_vec())
+                (
+                    "P-256",
+                    p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&key, false)
+                        .as_bytes()
+                        .to_vec(),
+                )
             } else {
                 let key = p384::PublicKey::from_public_key_der(spki).map_err(|_| invalid())?;
-                ("P-384", p384::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&key, false).as_bytes().to_vec())
+                (
+                    "P-384",
+                    p384::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&key, false)
+                        .as_bytes()
+                        .to_vec(),
+                )
             };
             let coordinate_len = (point.len() - 1) / 2;
             Jwk {
@@ -115,7 +125,12 @@ pub fn thumbprint(jwk: &Jwk) -> Result<String, JwkError> {
             let (Some(crv), Some(x), Some(y)) = (&jwk.crv, &jwk.x, &jwk.y) else {
                 return Err(JwkError::Malformed("EC key needs crv, x and y"));
             };
-            format!(r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#, quote(crv), quote(x), quote(y))
+            format!(
+                r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#,
+                quote(crv),
+                quote(x),
+                quote(y)
+            )
         }
         "RSA" => {
             let (Some(n), Some(e)) = (&jwk.n, &jwk.e) else {
@@ -134,7 +149,10 @@ pub fn spki_from_jwk(jwk: &Jwk) -> Result<(Algorithm, Vec<u8>), JwkError> {
     if thumbprint(jwk)? != jwk.kid {
         return Err(JwkError::KidMismatch);
     }
-    let algorithm: Algorithm = jwk.alg.parse().map_err(|_| JwkError::Malformed("unknown alg"))?;
+    let algorithm: Algorithm = jwk
+        .alg
+        .parse()
+        .map_err(|_| JwkError::Malformed("unknown alg"))?;
     let decode = |v: &Option<String>, what: &'static str| {
         v.as_deref()
             .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
@@ -145,9 +163,13 @@ pub fn spki_from_jwk(jwk: &Jwk) -> Result<(Algorithm, Vec<u8>), JwkError> {
         Algorithm::ES256 | Algorithm::ES384 => {
             let point = [vec![0x04], decode(&jwk.x, "x")?, decode(&jwk.y, "y")?].concat();
             if algorithm == Algorithm::ES256 {
-                p256::PublicKey::from_sec1_bytes(&point).map_err(|_| invalid())?.to_public_key_der()
+                p256::PublicKey::from_sec1_bytes(&point)
+                    .map_err(|_| invalid())?
+                    .to_public_key_der()
             } else {
-                p384::PublicKey::from_sec1_bytes(&point).map_err(|_| invalid())?.to_public_key_der()
+                p384::PublicKey::from_sec1_bytes(&point)
+                    .map_err(|_| invalid())?
+                    .to_public_key_der()
             }
             .map_err(|_| invalid())?
         }
@@ -187,7 +209,8 @@ pub struct PublishedJwks {
 impl PublishedJwks {
     /// Serializes `keys` and computes the ETag.
     pub fn new(keys: Vec<Jwk>) -> Self {
-        let body = serde_json::to_vec(&JwkSet { keys }).unwrap_or_else(|_| b"{\"keys\":[]}".to_vec());
+        let body =
+            serde_json::to_vec(&JwkSet { keys }).unwrap_or_else(|_| b"{\"keys\":[]}".to_vec());
         let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
         PublishedJwks {
             body: body.into(),
@@ -214,7 +237,10 @@ mod tests {
             n: Some("0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw".into()),
             e: Some("AQAB".into()),
         };
-        assert_eq!(thumbprint(&jwk).expect("valid"), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            thumbprint(&jwk).expect("valid"),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]

@@ -65,11 +65,15 @@ impl ManagedKey {
     /// The active version.
     pub fn active(&self) -> Option<ActiveVersion> {
         let versions = self.versions.read().ok()?;
-        versions.iter().rev().find(|v| v.state == KeyState::Active).map(|v| ActiveVersion {
-            version: v.version,
-            key_id: v.key_id.clone(),
-            backend_ref: v.backend_ref.clone(),
-        })
+        versions
+            .iter()
+            .rev()
+            .find(|v| v.state == KeyState::Active)
+            .map(|v| ActiveVersion {
+                version: v.version,
+                key_id: v.key_id.clone(),
+                backend_ref: v.backend_ref.clone(),
+            })
     }
 
     /// Every version, oldest first.
@@ -93,11 +97,18 @@ pub struct KeyRing {
 impl KeyRing {
     /// Connects each backend once, then loads each key's versions from the store; a key without
     /// versions gets version 1 from the backend (found by `backend_key`, or created there).
-    pub async fn open(config: &Config, store: &Arc<dyn Store>, clock: &dyn Clock) -> Result<Self, KeyError> {
+    pub async fn open(
+        config: &Config,
+        store: &Arc<dyn Store>,
+        clock: &dyn Clock,
+    ) -> Result<Self, KeyError> {
         let mut backends: HashMap<String, Arc<dyn SigningBackend>> = HashMap::new();
         for (name, backend_config) in &config.backends {
             if config.keys.iter().any(|k| &k.backend == name) {
-                backends.insert(name.clone(), crate::backend::build(name, backend_config).await?);
+                backends.insert(
+                    name.clone(),
+                    crate::backend::build(name, backend_config).await?,
+                );
             }
         }
         let mut keys = BTreeMap::new();
@@ -126,7 +137,9 @@ impl KeyRing {
 
     /// The key named `name`.
     pub fn get(&self, name: &str) -> Result<&Arc<ManagedKey>, KeyError> {
-        self.keys.get(name).ok_or_else(|| KeyError::UnknownKey(name.to_string()))
+        self.keys
+            .get(name)
+            .ok_or_else(|| KeyError::UnknownKey(name.to_string()))
     }
 
     /// Every key, by name.
@@ -186,12 +199,13 @@ async fn load_versions(
             rsa_bits: config.rsa_bits,
         };
         let found = backend.find_or_create(&spec).await?;
-        let jwk = jwks::jwk_from_spki(&found.public_key_spki, config.algorithm).map_err(|source| {
-            KeyError::PublicKey {
-                key: config.name.clone(),
-                source,
-            }
-        })?;
+        let jwk =
+            jwks::jwk_from_spki(&found.public_key_spki, config.algorithm).map_err(|source| {
+                KeyError::PublicKey {
+                    key: config.name.clone(),
+                    source,
+                }
+            })?;
         if found.created {
             tracing::info!(key = %config.name, backend = %backend.name(), kid = %jwk.kid, "created version 1 inside the backend");
         }
@@ -210,7 +224,9 @@ async fn load_versions(
         match store.insert_key_version(&record).await {
             Ok(()) => return Ok(vec![record]),
             // Another replica recorded version 1 first: use what it recorded.
-            Err(StoreError::Conflict(_)) => return Box::pin(load_versions(config, backend, store, clock)).await,
+            Err(StoreError::Conflict(_)) => {
+                return Box::pin(load_versions(config, backend, store, clock)).await;
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -227,11 +243,15 @@ async fn load_versions(
         if version.backend != backend.name() {
             return Err(inconsistent(format!(
                 "version {} lives in backend {} but the config says {}",
-                version.version, version.backend, backend.name()
+                version.version,
+                version.backend,
+                backend.name()
             )));
         }
         // A key swapped inside the HSM behind our back must not be published under the old kid.
-        let spki = backend.public_key(&version.backend_ref, version.algorithm).await?;
+        let spki = backend
+            .public_key(&version.backend_ref, version.algorithm)
+            .await?;
         if spki != version.public_key_spki {
             return Err(inconsistent(format!(
                 "the backend's public key for version {} differs from the one recorded (kid {})",

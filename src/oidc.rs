@@ -92,7 +92,10 @@ pub struct Verifier {
 
 impl Verifier {
     /// Builds a verifier; `allow_development_issuers` is true only under `signet dev`.
-    pub fn new(configs: &[IssuerConfig], allow_development_issuers: bool) -> Result<Self, OidcError> {
+    pub fn new(
+        configs: &[IssuerConfig],
+        allow_development_issuers: bool,
+    ) -> Result<Self, OidcError> {
         let http = keystore::http_client().map_err(|reason| OidcError::IssuerUnavailable {
             issuer: "*".into(),
             reason,
@@ -102,7 +105,11 @@ impl Verifier {
             .map(|c| {
                 (
                     c.issuer.clone(),
-                    Arc::new(IssuerKeys::new(c.clone(), http.clone(), allow_development_issuers)),
+                    Arc::new(IssuerKeys::new(
+                        c.clone(),
+                        http.clone(),
+                        allow_development_issuers,
+                    )),
                 )
             })
             .collect();
@@ -133,8 +140,9 @@ impl Verifier {
         validation.set_audience(&config.audiences);
         validation.set_issuer(&[&config.issuer]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding_key, &validation)
-            .map_err(map_jwt_error)?;
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding_key, &validation)
+                .map_err(map_jwt_error)?;
         let claims = data.claims;
 
         // jsonwebtoken does not look at iat: a token "issued" in the future is forged or badly clocked.
@@ -165,7 +173,9 @@ fn map_jwt_error(error: jsonwebtoken::errors::Error) -> OidcError {
         ErrorKind::InvalidAudience => OidcError::WrongAudience,
         ErrorKind::InvalidIssuer => OidcError::UnknownIssuer,
         ErrorKind::InvalidSignature => OidcError::BadSignature,
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => OidcError::AlgorithmMismatch,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            OidcError::AlgorithmMismatch
+        }
         ErrorKind::MissingRequiredClaim(claim) => OidcError::MissingClaim(claim.clone()),
         _ => OidcError::Malformed,
     }

@@ -44,7 +44,9 @@ pub fn decide(
         .find_map(|p| {
             let keys = match requested_keys {
                 None => p.keys.clone(),
-                Some(requested) if !requested.is_empty() && requested.iter().all(|k| p.keys.contains(k)) => {
+                Some(requested)
+                    if !requested.is_empty() && requested.iter().all(|k| p.keys.contains(k)) =>
+                {
                     let mut keys = requested.to_vec();
                     keys.dedup();
                     keys
@@ -125,7 +127,10 @@ mod tests {
         PolicyConfig {
             name: name.into(),
             issuer: "github".into(),
-            claims: claims.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            claims: claims
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             keys: keys.iter().map(|k| k.to_string()).collect(),
             max_ttl: HumanDuration::from_duration(Duration::from_secs(600)),
             max_signatures: 10,
@@ -145,28 +150,57 @@ mod tests {
     #[test]
     fn denies_by_default_and_picks_first_match() {
         let policies = vec![
-            policy("main", &[("repository", "acme/models"), ("ref", "refs/heads/main")], &["a"], Role::Signer),
-            policy("any-branch", &[("repository", "acme/*")], &["a", "b"], Role::Signer),
+            policy(
+                "main",
+                &[("repository", "acme/models"), ("ref", "refs/heads/main")],
+                &["a"],
+                Role::Signer,
+            ),
+            policy(
+                "any-branch",
+                &[("repository", "acme/*")],
+                &["a", "b"],
+                Role::Signer,
+            ),
         ];
-        let on_main = caller(serde_json::json!({"repository": "acme/models", "ref": "refs/heads/main"}));
+        let on_main =
+            caller(serde_json::json!({"repository": "acme/models", "ref": "refs/heads/main"}));
         let d = decide(&policies, &on_main, None, Role::Signer).expect("allowed");
         assert_eq!(d.policy, "main");
         assert_eq!(d.keys, vec!["a".to_string()]);
         let wants_b = ["b".to_string()];
         let d = decide(&policies, &on_main, Some(&wants_b), Role::Signer).expect("allowed");
         assert_eq!(d.policy, "any-branch");
-        let stranger = caller(serde_json::json!({"repository": "evil/models", "ref": "refs/heads/main"}));
-        assert_eq!(decide(&policies, &stranger, None, Role::Signer), Err(PolicyError::Denied));
+        let stranger =
+            caller(serde_json::json!({"repository": "evil/models", "ref": "refs/heads/main"}));
+        assert_eq!(
+            decide(&policies, &stranger, None, Role::Signer),
+            Err(PolicyError::Denied)
+        );
         let missing_claim = caller(serde_json::json!({}));
-        assert_eq!(decide(&policies, &missing_claim, None, Role::Signer), Err(PolicyError::Denied));
+        assert_eq!(
+            decide(&policies, &missing_claim, None, Role::Signer),
+            Err(PolicyError::Denied)
+        );
         let wants_c = ["c".to_string()];
-        assert_eq!(decide(&policies, &on_main, Some(&wants_c), Role::Signer), Err(PolicyError::Denied));
+        assert_eq!(
+            decide(&policies, &on_main, Some(&wants_c), Role::Signer),
+            Err(PolicyError::Denied)
+        );
     }
 
     #[test]
     fn admin_role_is_required_for_admin_actions() {
-        let policies = vec![policy("signers", &[("repository", "acme/*")], &["a"], Role::Signer)];
+        let policies = vec![policy(
+            "signers",
+            &[("repository", "acme/*")],
+            &["a"],
+            Role::Signer,
+        )];
         let c = caller(serde_json::json!({"repository": "acme/models"}));
-        assert_eq!(decide(&policies, &c, None, Role::Admin), Err(PolicyError::Denied));
+        assert_eq!(
+            decide(&policies, &c, None, Role::Admin),
+            Err(PolicyError::Denied)
+        );
     }
 }

@@ -40,13 +40,19 @@ impl SessionRequest {
     /// Checks the values that no policy can fix.
     pub fn check(&self) -> Result<(), SessionError> {
         if self.ttl_seconds == Some(0) {
-            return Err(SessionError::InvalidRequest("ttl_seconds must be at least 1"));
+            return Err(SessionError::InvalidRequest(
+                "ttl_seconds must be at least 1",
+            ));
         }
         if self.max_signatures == Some(0) {
-            return Err(SessionError::InvalidRequest("max_signatures must be at least 1"));
+            return Err(SessionError::InvalidRequest(
+                "max_signatures must be at least 1",
+            ));
         }
         if self.keys.as_ref().is_some_and(|k| k.is_empty()) {
-            return Err(SessionError::InvalidRequest("keys, when given, must name at least one key"));
+            return Err(SessionError::InvalidRequest(
+                "keys, when given, must name at least one key",
+            ));
         }
         Ok(())
     }

@@ -133,7 +133,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Atomically reserves `count` signatures if the session is live at `now` and has quota left:
     /// two concurrent calls can never together exceed the quota.
-    async fn reserve_quota(&self, token_hash: &str, count: u64, now: i64) -> Result<QuotaOutcome, StoreError>;
+    async fn reserve_quota(
+        &self,
+        token_hash: &str,
+        count: u64,
+        now: i64,
+    ) -> Result<QuotaOutcome, StoreError>;
 
     /// Gives back `count` reserved signatures that were not made (the backend failed).
     async fn release_quota(&self, token_hash: &str, count: u64) -> Result<(), StoreError>;

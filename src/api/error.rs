@@ -103,11 +103,17 @@ impl ApiError {
             ApiError::UnknownKey(_) => (StatusCode::NOT_FOUND, "unknown_key"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::QuotaExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
-            ApiError::BackendUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "backend_unavailable"),
-            ApiError::IssuerUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "issuer_unavailable"),
+            ApiError::BackendUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "backend_unavailable")
+            }
+            ApiError::IssuerUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "issuer_unavailable")
+            }
             ApiError::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -126,7 +132,9 @@ impl IntoResponse for ApiError {
             ApiError::IssuerUnavailable { issuer, reason } => {
                 tracing::warn!(code, issuer = %issuer, reason = %reason, "issuer unavailable")
             }
-            ApiError::StoreUnavailable(reason) => tracing::error!(code, reason = %reason, "store unavailable"),
+            ApiError::StoreUnavailable(reason) => {
+                tracing::error!(code, reason = %reason, "store unavailable")
+            }
             _ => {}
         }
         let problem = Problem {
@@ -143,7 +151,9 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if status == StatusCode::UNAUTHORIZED {
             response
@@ -158,7 +168,9 @@ impl IntoResponse for ApiError {
 impl From<OidcError> for ApiError {
     fn from(error: OidcError) -> Self {
         match error {
-            OidcError::IssuerUnavailable { issuer, reason } => ApiError::IssuerUnavailable { issuer, reason },
+            OidcError::IssuerUnavailable { issuer, reason } => {
+                ApiError::IssuerUnavailable { issuer, reason }
+            }
             other => ApiError::InvalidToken(other.to_string()),
         }
     }

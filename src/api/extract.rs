@@ -22,11 +22,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
         let text = value
             .to_str()
             .map_err(|_| ApiError::InvalidToken("malformed Authorization header".into()))?;
-        let (scheme, token) = text
-            .split_once(' ')
-            .ok_or_else(|| ApiError::InvalidToken("expected Authorization: Bearer <token>".into()))?;
+        let (scheme, token) = text.split_once(' ').ok_or_else(|| {
+            ApiError::InvalidToken("expected Authorization: Bearer <token>".into())
+        })?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return Err(ApiError::InvalidToken("expected Authorization: Bearer <token>".into()));
+            return Err(ApiError::InvalidToken(
+                "expected Authorization: Bearer <token>".into(),
+            ));
         }
         Ok(Bearer(Secret::new(token.trim().to_string())))
     }
@@ -49,13 +51,15 @@ fn is_json(request: &Request) -> bool {
 }
 
 async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(request, state).await.map_err(|rejection| {
-        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge
-        } else {
-            ApiError::InvalidRequest("could not read the request body".into())
-        }
-    })
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::InvalidRequest("could not read the request body".into())
+            }
+        })
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -128,10 +132,14 @@ mod tests {
     #[test]
     fn json_errors_never_echo_values() {
         let secret = "eyJhbGciOiJSUzI1NiJ9.secret";
-        let err = serde_json::from_str::<Body>(&format!(r#"{{"key":"k","count":"{secret}"}}"#)).expect_err("bad");
+        let err = serde_json::from_str::<Body>(&format!(r#"{{"key":"k","count":"{secret}"}}"#))
+            .expect_err("bad");
         let message = describe_json_error(&err);
         assert!(!message.contains(secret), "{message}");
         let err = serde_json::from_str::<Body>(r#"{"key":"k"}"#).expect_err("missing");
-        assert_eq!(describe_json_error(&err), "missing field `count` at line 1 column 11");
+        assert_eq!(
+            describe_json_error(&err),
+            "missing field `count` at line 1 column 11"
+        );
     }
 }

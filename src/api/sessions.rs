@@ -54,12 +54,25 @@ pub async fn create(
             }
         }
     }
-    let decision = policy::decide(&state.config.policies, &caller, request.keys.as_deref(), Role::Signer)
-        .inspect_err(|_| tracing::info!(issuer = %caller.issuer, subject = %caller.subject, "no policy matched"))?;
+    let decision = policy::decide(
+        &state.config.policies,
+        &caller,
+        request.keys.as_deref(),
+        Role::Signer,
+    )
+    .inspect_err(
+        |_| tracing::info!(issuer = %caller.issuer, subject = %caller.subject, "no policy matched"),
+    )?;
     audit.record(|a| a.policy = Some(decision.policy.clone()));
 
     let (token, token_hash) = session::new_token();
-    let record = session::grant(token_hash, &caller, &decision, &request, state.clock.now_unix());
+    let record = session::grant(
+        token_hash,
+        &caller,
+        &decision,
+        &request,
+        state.clock.now_unix(),
+    );
     state.store.create_session(&record).await?;
     let body = SessionCreated {
         session_token: token.expose().clone(),
@@ -90,6 +103,8 @@ pub async fn end(
     if state.store.end_session(&hash).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::InvalidToken("no live session for this token".into()))
+        Err(ApiError::InvalidToken(
+            "no live session for this token".into(),
+        ))
     }
 }

@@ -68,23 +68,34 @@ pub async fn sign(
     let texts = match (request.digest, request.digests) {
         (Some(one), None) => vec![one],
         (None, Some(many)) if many.is_empty() => {
-            return Err(ApiError::InvalidRequest("digests must hold at least one digest".into()));
+            return Err(ApiError::InvalidRequest(
+                "digests must hold at least one digest".into(),
+            ));
         }
         (None, Some(many)) if many.len() > MAX_BATCH => {
-            return Err(ApiError::InvalidRequest(format!("a batch holds at most {MAX_BATCH} digests")));
+            return Err(ApiError::InvalidRequest(format!(
+                "a batch holds at most {MAX_BATCH} digests"
+            )));
         }
         (None, Some(many)) => many,
-        _ => return Err(ApiError::InvalidRequest("give exactly one of digest or digests".into())),
+        _ => {
+            return Err(ApiError::InvalidRequest(
+                "give exactly one of digest or digests".into(),
+            ));
+        }
     };
     let key = state.keys.get(&request.key)?;
-    if !record.keys.iter().any(|k| *k == request.key) {
-        return Err(ApiError::Forbidden("this session may not use that key".into()));
+    if !record.keys.contains(&request.key) {
+        return Err(ApiError::Forbidden(
+            "this session may not use that key".into(),
+        ));
     }
     let algorithm = key.algorithm();
     let wanted = algorithm.digest_algorithm();
     let mut digests = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
-        let digest = Digest::parse(text).map_err(|e| ApiError::InvalidRequest(format!("digest {i}: {e}")))?;
+        let digest = Digest::parse(text)
+            .map_err(|e| ApiError::InvalidRequest(format!("digest {i}: {e}")))?;
         if digest.algorithm != wanted {
             return Err(ApiError::InvalidRequest(format!(
                 "digest {i} is {} but key {} ({algorithm}) signs {} digests",
@@ -102,7 +113,11 @@ pub async fn sign(
     let count = digests.len() as u64;
     match state.store.reserve_quota(&token_hash, count, now).await? {
         QuotaOutcome::Reserved(_) => {}
-        QuotaOutcome::Unknown => return Err(ApiError::InvalidToken("no live session for this token".into())),
+        QuotaOutcome::Unknown => {
+            return Err(ApiError::InvalidToken(
+                "no live session for this token".into(),
+            ));
+        }
         QuotaOutcome::Expired => return Err(ApiError::SessionExpired),
         QuotaOutcome::Exhausted { remaining } => return Err(ApiError::QuotaExceeded { remaining }),
     }
@@ -117,7 +132,9 @@ pub async fn sign(
             }
             return Err(match outcome {
                 Err(e) => e.into(),
-                Ok(_) => ApiError::Internal("backend returned the wrong number of signatures".into()),
+                Ok(_) => {
+                    ApiError::Internal("backend returned the wrong number of signatures".into())
+                }
             });
         }
     };

@@ -68,21 +68,28 @@ impl Pkcs11Backend {
             backend: name.to_string(),
             reason,
         };
-        let pin_source = config.pin_source().ok_or_else(|| fail("no PIN source configured".into()))?;
+        let pin_source = config
+            .pin_source()
+            .ok_or_else(|| fail("no PIN source configured".into()))?;
         let pin = pin_source.read().map_err(|e| fail(e.to_string()))?;
         let pool_size = config.pool_size.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8)
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(2, 8)
         });
         let module = config.module.clone();
         let label = config.token_label.clone();
         let backend = name.to_string();
         let token = tokio::task::spawn_blocking(move || -> Result<Token, String> {
-            let ctx = Pkcs11::new(&module).map_err(|e| format!("cannot load {}: {e}", module.display()))?;
+            let ctx = Pkcs11::new(&module)
+                .map_err(|e| format!("cannot load {}: {e}", module.display()))?;
             match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
                 Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
                 Err(e) => return Err(format!("C_Initialize: {e}")),
             }
-            let slots = ctx.get_slots_with_token().map_err(|e| format!("C_GetSlotList: {e}"))?;
+            let slots = ctx
+                .get_slots_with_token()
+                .map_err(|e| format!("C_GetSlotList: {e}"))?;
             let slot = slots
                 .into_iter()
                 .find(|slot| {
@@ -167,7 +174,10 @@ fn is_session_lost(error: &CkError) -> bool {
 }
 
 impl Token {
-    fn run<T>(&self, work: &dyn Fn(&Token, &Session) -> Result<T, CkError>) -> Result<T, BackendError> {
+    fn run<T>(
+        &self,
+        work: &dyn Fn(&Token, &Session) -> Result<T, CkError>,
+    ) -> Result<T, BackendError> {
         let session = self.checkout().map_err(|e| self.error(e))?;
         match work(self, &session) {
             Ok(value) => {
@@ -225,7 +235,10 @@ impl Token {
         let reason = error.to_string();
         match error {
             CkError::Pkcs11(
-                RvError::PinIncorrect | RvError::PinExpired | RvError::PinLocked | RvError::PinInvalid,
+                RvError::PinIncorrect
+                | RvError::PinExpired
+                | RvError::PinLocked
+                | RvError::PinInvalid,
                 _,
             ) => BackendError::Unavailable {
                 backend: self.backend.clone(),
@@ -261,7 +274,12 @@ impl Token {
         let handle = match found.as_slice() {
             [one] => *one,
             // Not one key: surface as an invalid handle so the caller's error says which.
-            _ => return Err(CkError::Pkcs11(RvError::KeyHandleInvalid, cryptoki::context::Function::FindObjects)),
+            _ => {
+                return Err(CkError::Pkcs11(
+                    RvError::KeyHandleInvalid,
+                    cryptoki::context::Function::FindObjects,
+                ));
+            }
         };
         if let Ok(mut handles) = self.handles.write() {
             handles.insert(label.to_string(), handle);
@@ -271,7 +289,10 @@ impl Token {
 }
 
 fn find(session: &Session, class: ObjectClass, label: &str) -> Result<Vec<ObjectHandle>, CkError> {
-    session.find_objects(&[Attribute::Class(class), Attribute::Label(label.as_bytes().to_vec())])
+    session.find_objects(&[
+        Attribute::Class(class),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ])
 }
 
 fn mechanism(algorithm: Algorithm) -> Mechanism<'static> {
@@ -340,7 +361,11 @@ fn generate(session: &Session, spec: &KeySpec) -> Result<(ObjectHandle, ObjectHa
     ];
     let mechanism = match spec.algorithm {
         Algorithm::ES256 | Algorithm::ES384 => {
-            let params = if spec.algorithm == Algorithm::ES256 { P256_PARAMS } else { P384_PARAMS };
+            let params = if spec.algorithm == Algorithm::ES256 {
+                P256_PARAMS
+            } else {
+                P384_PARAMS
+            };
             public.push(Attribute::EcParams(params.to_vec()));
             Mechanism::EccKeyPairGen
         }
@@ -359,7 +384,11 @@ fn generate(session: &Session, spec: &KeySpec) -> Result<(ObjectHandle, ObjectHa
 }
 
 /// The public key of `handle` as SPKI DER, checked against the configured algorithm.
-fn public_key_spki(session: &Session, handle: ObjectHandle, algorithm: Algorithm) -> Result<Result<Vec<u8>, String>, CkError> {
+fn public_key_spki(
+    session: &Session,
+    handle: ObjectHandle,
+    algorithm: Algorithm,
+) -> Result<Result<Vec<u8>, String>, CkError> {
     let attributes = session.get_attributes(
         handle,
         &[
@@ -387,8 +416,11 @@ fn public_key_spki(session: &Session, handle: ObjectHandle, algorithm: Algorithm
             if key_type != Some(KeyType::EC) {
                 return Ok(Err("not an EC key".to_string()));
             }
-            let (expected_params, point_len) =
-                if algorithm == Algorithm::ES256 { (P256_PARAMS, 65) } else { (P384_PARAMS, 97) };
+            let (expected_params, point_len) = if algorithm == Algorithm::ES256 {
+                (P256_PARAMS, 65)
+            } else {
+                (P384_PARAMS, 97)
+            };
             if params.as_deref() != Some(expected_params) {
                 return Ok(Err("the key is on another curve".to_string()));
             }
@@ -417,12 +449,15 @@ fn public_key_spki(session: &Session, handle: ObjectHandle, algorithm: Algorithm
             if n.len() * 8 < 2048 {
                 return Ok(Err("RSA keys must be at least 2048 bits".to_string()));
             }
-            rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(&n), rsa::BigUint::from_bytes_be(&e))
-                .map_err(|e| e.to_string())
-                .and_then(|k| {
-                    rsa::pkcs8::EncodePublicKey::to_public_key_der(&k).map_err(|e| e.to_string())
-                })
-                .map(|d| d.as_bytes().to_vec())
+            rsa::RsaPublicKey::new(
+                rsa::BigUint::from_bytes_be(&n),
+                rsa::BigUint::from_bytes_be(&e),
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|k| {
+                rsa::pkcs8::EncodePublicKey::to_public_key_der(&k).map_err(|e| e.to_string())
+            })
+            .map(|d| d.as_bytes().to_vec())
         }
     })
 }
@@ -480,13 +515,21 @@ impl SigningBackend for Pkcs11Backend {
         }
     }
 
-    async fn public_key(&self, reference: &str, algorithm: Algorithm) -> Result<Vec<u8>, BackendError> {
+    async fn public_key(
+        &self,
+        reference: &str,
+        algorithm: Algorithm,
+    ) -> Result<Vec<u8>, BackendError> {
         let label = reference.to_string();
         let outcome = self
             .with_session(move |_, session| match lookup(session, &label)? {
                 Lookup::Found { public, .. } => public_key_spki(session, public, algorithm),
-                Lookup::Missing | Lookup::PublicMissing => Ok(Err("not found in the token".to_string())),
-                Lookup::Ambiguous(..) => Ok(Err("more than one key carries this label".to_string())),
+                Lookup::Missing | Lookup::PublicMissing => {
+                    Ok(Err("not found in the token".to_string()))
+                }
+                Lookup::Ambiguous(..) => {
+                    Ok(Err("more than one key carries this label".to_string()))
+                }
             })
             .await?;
         outcome.map_err(|reason| BackendError::KeyUnusable {

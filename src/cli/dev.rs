@@ -39,13 +39,19 @@ pub struct DevArgs {
 /// Runs `signet dev`.
 pub fn run(args: DevArgs) -> Result<(), Failure> {
     if !args.listen.ip().is_loopback() || !args.issuer_listen.ip().is_loopback() {
-        return Err(Failure::usage(anyhow!("signet dev listens on loopback addresses only")));
+        return Err(Failure::usage(anyhow!(
+            "signet dev listens on loopback addresses only"
+        )));
     }
     let module = SOFTHSM_MODULES
         .iter()
         .map(Path::new)
         .find(|p| p.is_file())
-        .ok_or_else(|| Failure::usage(anyhow!("SoftHSM is not installed (scripts/dev.sh installs it: apt-get install softhsm2)")))?;
+        .ok_or_else(|| {
+            Failure::usage(anyhow!(
+                "SoftHSM is not installed (scripts/dev.sh installs it: apt-get install softhsm2)"
+            ))
+        })?;
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))
         .map_err(Failure::usage)?;
@@ -75,7 +81,8 @@ pub fn run(args: DevArgs) -> Result<(), Failure> {
 /// Creates the token folder, PINs and SoftHSM config on first run; returns the config's path.
 fn prepare_token(dir: &Path) -> anyhow::Result<PathBuf> {
     let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).with_context(|| format!("cannot create {}", tokens.display()))?;
+    std::fs::create_dir_all(&tokens)
+        .with_context(|| format!("cannot create {}", tokens.display()))?;
     let conf = dir.join("softhsm2.conf");
     std::fs::write(
         &conf,
@@ -94,7 +101,16 @@ fn prepare_token(dir: &Path) -> anyhow::Result<PathBuf> {
     if !initialized {
         let status = Command::new("softhsm2-util")
             .env("SOFTHSM2_CONF", &conf)
-            .args(["--init-token", "--free", "--label", TOKEN_LABEL, "--pin", &pin, "--so-pin", &so_pin])
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                TOKEN_LABEL,
+                "--pin",
+                &pin,
+                "--so-pin",
+                &so_pin,
+            ])
             .stdout(std::process::Stdio::null())
             .status()
             .context("cannot run softhsm2-util (install softhsm2)")?;
@@ -120,7 +136,9 @@ fn read_or_create_secret(path: &Path) -> anyhow::Result<String> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     std::io::Write::write_all(&mut file, secret.as_bytes())?;
     Ok(secret)
 }

@@ -39,10 +39,20 @@ async fn list(server: &str) -> Result<(), Failure> {
     let Some(keys) = keys.as_array() else {
         return Err(Failure::refused(anyhow!("{url}: not a key list")));
     };
-    println!("{:<24} {:<6} {:<12} {:>3}  {:<12} KID", "KEY", "ALG", "BACKEND", "VER", "STATE");
+    println!(
+        "{:<24} {:<6} {:<12} {:>3}  {:<12} KID",
+        "KEY", "ALG", "BACKEND", "VER", "STATE"
+    );
     for key in keys {
-        let text = |k: &serde_json::Value, f: &str| k.get(f).and_then(|v| v.as_str()).unwrap_or("").to_string();
-        for version in key.get("versions").and_then(|v| v.as_array()).into_iter().flatten() {
+        let text = |k: &serde_json::Value, f: &str| {
+            k.get(f).and_then(|v| v.as_str()).unwrap_or("").to_string()
+        };
+        for version in key
+            .get("versions")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
             println!(
                 "{:<24} {:<6} {:<12} {:>3}  {:<12} {}",
                 text(key, "name"),

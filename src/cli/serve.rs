@@ -39,26 +39,39 @@ pub async fn serve(config: Config, development: bool) -> Result<(), Failure> {
 }
 
 /// Serves an already started daemon until a shutdown signal.
-pub async fn serve_started(state: AppState, listener: tokio::net::TcpListener) -> Result<(), Failure> {
+pub async fn serve_started(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+) -> Result<(), Failure> {
     let address = listener.local_addr().map_err(Failure::usage)?;
     // Scripts and tests read this line to learn the port when listening on port 0.
     println!("signet listening on http://{address}");
     tracing::info!(%address, "listening");
     let grace = state.config.server.shutdown_timeout.get();
     spawn_session_purger(state.clone());
-    crate::api::serve(listener, crate::api::router(state), shutdown_signal(), grace)
-        .await
-        .context("server failed")
-        .map_err(Failure::usage)?;
+    crate::api::serve(
+        listener,
+        crate::api::router(state),
+        shutdown_signal(),
+        grace,
+    )
+    .await
+    .context("server failed")
+    .map_err(Failure::usage)?;
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Opens the store, keys and issuers and binds the listener.
-pub async fn start(config: Config, development: bool) -> Result<(AppState, tokio::net::TcpListener), Failure> {
+pub async fn start(
+    config: Config,
+    development: bool,
+) -> Result<(AppState, tokio::net::TcpListener), Failure> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let Some(StoreLocation::Sqlite(path)) = config.store.location() else {
-        return Err(Failure::usage(anyhow::anyhow!("store.url: unsupported store")));
+        return Err(Failure::usage(anyhow::anyhow!(
+            "store.url: unsupported store"
+        )));
     };
     let store = crate::store::open(&StoreLocation::Sqlite(path))
         .await

@@ -36,11 +36,17 @@ fn default_jwks_max_age() -> HumanDuration {
 impl IssuerConfig {
     pub(super) fn validate(&self, field: &str, problems: &mut Problems) {
         if !is_identifier(&self.name) {
-            problems.push(format!("{field}.name"), "use letters, digits, '-', '_' and '.'");
+            problems.push(
+                format!("{field}.name"),
+                "use letters, digits, '-', '_' and '.'",
+            );
         }
         check_url(&self.issuer, &format!("{field}.issuer"), problems);
         if self.audiences.is_empty() || self.audiences.iter().any(|a| a.is_empty()) {
-            problems.push(format!("{field}.audiences"), "list at least one non-empty audience");
+            problems.push(
+                format!("{field}.audiences"),
+                "list at least one non-empty audience",
+            );
         }
         if let Some(uri) = &self.jwks_uri {
             check_url(uri, &format!("{field}.jwks_uri"), problems);

@@ -46,12 +46,18 @@ impl KeyConfig {
 
     pub(super) fn validate(&self, field: &str, problems: &mut Problems) {
         if !is_identifier(&self.name) {
-            problems.push(format!("{field}.name"), "use letters, digits, '-', '_' and '.'");
+            problems.push(
+                format!("{field}.name"),
+                "use letters, digits, '-', '_' and '.'",
+            );
         }
-        if let Some(label) = &self.backend_key {
-            if label.is_empty() || label.len() > 256 || label.chars().any(char::is_control) {
-                problems.push(format!("{field}.backend_key"), "must be 1 to 256 printable characters");
-            }
+        if let Some(label) = &self.backend_key
+            && (label.is_empty() || label.len() > 256 || label.chars().any(char::is_control))
+        {
+            problems.push(
+                format!("{field}.backend_key"),
+                "must be 1 to 256 printable characters",
+            );
         }
         if self.algorithm.is_rsa() && ![2048, 3072, 4096].contains(&self.rsa_bits) {
             problems.push(format!("{field}.rsa_bits"), "must be 2048, 3072 or 4096");

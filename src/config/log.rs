@@ -18,7 +18,10 @@ impl LogConfig {
         // C2SP tlog-checkpoint: the origin is one non-empty line, conventionally schema-less.
         if self.origin.is_empty()
             || self.origin.len() > 256
-            || self.origin.chars().any(|c| c.is_control() || c.is_whitespace())
+            || self
+                .origin
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace())
             || self.origin.contains('+')
         {
             problems.push(
@@ -27,7 +30,10 @@ impl LogConfig {
             );
         }
         if !key_names.contains(&self.key.as_str()) {
-            problems.push("log.key", format!("no key named {:?} in [[keys]]", self.key));
+            problems.push(
+                "log.key",
+                format!("no key named {:?} in [[keys]]", self.key),
+            );
         }
     }
 }

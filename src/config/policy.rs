@@ -56,7 +56,10 @@ fn default_max_signatures() -> u64 {
 impl PolicyConfig {
     pub(super) fn validate(&self, field: &str, problems: &mut Problems) {
         if !is_identifier(&self.name) {
-            problems.push(format!("{field}.name"), "use letters, digits, '-', '_' and '.'");
+            problems.push(
+                format!("{field}.name"),
+                "use letters, digits, '-', '_' and '.'",
+            );
         }
         // An issuer like GitHub Actions mints tokens for every repository in the world: a policy
         // without claims would let all of them sign.
@@ -66,8 +69,15 @@ impl PolicyConfig {
                 "constrain at least one claim (an empty set would admit every token of the issuer)",
             );
         }
-        if self.claims.iter().any(|(claim, pattern)| claim.is_empty() || pattern.is_empty()) {
-            problems.push(format!("{field}.claims"), "claim names and patterns must be non-empty");
+        if self
+            .claims
+            .iter()
+            .any(|(claim, pattern)| claim.is_empty() || pattern.is_empty())
+        {
+            problems.push(
+                format!("{field}.claims"),
+                "claim names and patterns must be non-empty",
+            );
         }
         if !self.claims.is_empty() && self.claims.values().all(|p| p.chars().all(|c| c == '*')) {
             problems.push(

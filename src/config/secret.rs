@@ -71,10 +71,11 @@ impl SecretSource {
                 _ => Err(SecretError::EnvMissing(name.clone())),
             },
             SecretSource::File(path) => {
-                let mut text = std::fs::read_to_string(path).map_err(|source| SecretError::File {
-                    path: path.clone(),
-                    source,
-                })?;
+                let mut text =
+                    std::fs::read_to_string(path).map_err(|source| SecretError::File {
+                        path: path.clone(),
+                        source,
+                    })?;
                 let trimmed_len = text.trim_end_matches(['\r', '\n']).len();
                 text.truncate(trimmed_len);
                 if text.is_empty() {

@@ -44,7 +44,10 @@ impl ServerConfig {
 
     pub(super) fn validate(&self, problems: &mut Problems) {
         match self.listen_addr() {
-            None => problems.push("server.listen", "must be an IP address and port, like \"127.0.0.1:8420\""),
+            None => problems.push(
+                "server.listen",
+                "must be an IP address and port, like \"127.0.0.1:8420\"",
+            ),
             Some(addr) if !addr.ip().is_loopback() && !self.allow_plain_http => problems.push(
                 "server.listen",
                 "plain HTTP is served on loopback only; put signet behind a TLS proxy and set \

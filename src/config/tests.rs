@@ -71,9 +71,13 @@ fn module_file() -> tempfile::NamedTempFile {
 #[test]
 fn accepts_the_api_md_shape() {
     let module = module_file();
-    let config = with_pin(|| Config::from_toml(&valid(module.path()), Path::new("t.toml"))).expect("valid");
+    let config =
+        with_pin(|| Config::from_toml(&valid(module.path()), Path::new("t.toml"))).expect("valid");
     assert_eq!(config.keys.len(), 2);
-    assert_eq!(config.policies[0].max_ttl.get(), std::time::Duration::from_secs(900));
+    assert_eq!(
+        config.policies[0].max_ttl.get(),
+        std::time::Duration::from_secs(900)
+    );
     assert_eq!(config.backends["hsm"].kind(), "pkcs11");
 }
 
@@ -81,7 +85,8 @@ fn accepts_the_api_md_shape() {
 fn unknown_fields_are_refused_with_file_and_line() {
     let module = module_file();
     let text = valid(module.path()).replace("[server]\n", "[server]\nlisten_port = 1\n");
-    let err = with_pin(|| Config::from_toml(&text, Path::new("t.toml"))).expect_err("unknown field");
+    let err =
+        with_pin(|| Config::from_toml(&text, Path::new("t.toml"))).expect_err("unknown field");
     let message = err.to_string();
     assert!(message.starts_with("t.toml:"), "{message}");
     assert!(message.contains("listen_port"), "{message}");
@@ -91,10 +96,19 @@ fn unknown_fields_are_refused_with_file_and_line() {
 fn lists_every_problem_at_once() {
     let module = module_file();
     let text = valid(module.path())
-        .replace("backend = \"hsm\"\nalgorithm = \"ES256\"\nrotation_period", "backend = \"nope\"\nalgorithm = \"ES256\"\nrotation_period")
+        .replace(
+            "backend = \"hsm\"\nalgorithm = \"ES256\"\nrotation_period",
+            "backend = \"nope\"\nalgorithm = \"ES256\"\nrotation_period",
+        )
         .replace("max_ttl = \"15m\"", "max_ttl = \"soon\"")
-        .replace("https://token.actions.githubusercontent.com", "http://token.example.com")
-        .replace("keys = [\"model-signing\"]", "keys = [\"model-signing\", \"log-signing\", \"ghost\"]");
+        .replace(
+            "https://token.actions.githubusercontent.com",
+            "http://token.example.com",
+        )
+        .replace(
+            "keys = [\"model-signing\"]",
+            "keys = [\"model-signing\", \"log-signing\", \"ghost\"]",
+        );
     let fields: Vec<String> = problems_of(&text).into_iter().map(|p| p.field).collect();
     for expected in [
         "keys[0].backend",
@@ -103,14 +117,20 @@ fn lists_every_problem_at_once() {
         "policies[0].keys[1]",
         "policies[0].keys[2]",
     ] {
-        assert!(fields.iter().any(|f| f == expected), "{expected} missing from {fields:?}");
+        assert!(
+            fields.iter().any(|f| f == expected),
+            "{expected} missing from {fields:?}"
+        );
     }
 }
 
 #[test]
 fn plain_http_issuer_is_allowed_on_loopback_only() {
     let module = module_file();
-    let text = valid(module.path()).replace("https://token.actions.githubusercontent.com", "http://127.0.0.1:9999");
+    let text = valid(module.path()).replace(
+        "https://token.actions.githubusercontent.com",
+        "http://127.0.0.1:9999",
+    );
     with_pin(|| Config::from_toml(&text, Path::new("t.toml"))).expect("loopback http is fine");
 }
 
@@ -121,28 +141,44 @@ fn policy_without_claims_is_refused() {
         "claims = { repository = \"acme/models\", ref = \"refs/heads/main\" }",
         "claims = {}",
     );
-    assert!(problems_of(&text).iter().any(|p| p.field == "policies[0].claims"));
+    assert!(
+        problems_of(&text)
+            .iter()
+            .any(|p| p.field == "policies[0].claims")
+    );
     let text = valid(module.path()).replace(
         "claims = { repository = \"acme/models\", ref = \"refs/heads/main\" }",
         "claims = { repository = \"*\" }",
     );
-    assert!(problems_of(&text).iter().any(|p| p.field == "policies[0].claims"));
+    assert!(
+        problems_of(&text)
+            .iter()
+            .any(|p| p.field == "policies[0].claims")
+    );
 }
 
 #[test]
 fn missing_pin_is_reported_without_a_value() {
     let module = module_file();
-    let text = valid(module.path()).replace("SIGNET_CONFIG_TEST_PIN", "SIGNET_CONFIG_TEST_UNSET_PIN");
+    let text =
+        valid(module.path()).replace("SIGNET_CONFIG_TEST_PIN", "SIGNET_CONFIG_TEST_UNSET_PIN");
     let problems = problems_of(&text);
-    let pin = problems.iter().find(|p| p.field == "backends.hsm.pin_env").expect("pin problem");
+    let pin = problems
+        .iter()
+        .find(|p| p.field == "backends.hsm.pin_env")
+        .expect("pin problem");
     assert!(pin.message.contains("SIGNET_CONFIG_TEST_UNSET_PIN"));
 }
 
 #[test]
 fn pin_in_config_is_not_a_field() {
     let module = module_file();
-    let text = valid(module.path()).replace("token_label = \"signet\"", "token_label = \"signet\"\npin = \"1234\"");
-    let err = with_pin(|| Config::from_toml(&text, Path::new("t.toml"))).expect_err("pin field refused");
+    let text = valid(module.path()).replace(
+        "token_label = \"signet\"",
+        "token_label = \"signet\"\npin = \"1234\"",
+    );
+    let err =
+        with_pin(|| Config::from_toml(&text, Path::new("t.toml"))).expect_err("pin field refused");
     assert!(err.to_string().contains("unknown field"), "{err}");
 }
 
@@ -150,7 +186,10 @@ fn pin_in_config_is_not_a_field() {
 fn tls_and_postgres_are_refused_until_built() {
     let module = module_file();
     let text = valid(module.path())
-        .replace("listen = \"127.0.0.1:8420\"", "listen = \"127.0.0.1:8420\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"")
+        .replace(
+            "listen = \"127.0.0.1:8420\"",
+            "listen = \"127.0.0.1:8420\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"",
+        )
         .replace("sqlite://signet.db", "postgres://db/signet");
     let fields: Vec<String> = problems_of(&text).into_iter().map(|p| p.field).collect();
     assert!(fields.contains(&"server.tls_cert".to_string()));
@@ -161,8 +200,15 @@ fn tls_and_postgres_are_refused_until_built() {
 fn non_loopback_plain_http_listen_needs_opt_in() {
     let module = module_file();
     let text = valid(module.path()).replace("127.0.0.1:8420", "0.0.0.0:8420");
-    assert!(problems_of(&text).iter().any(|p| p.field == "server.listen"));
-    let text = text.replace("listen = \"0.0.0.0:8420\"", "listen = \"0.0.0.0:8420\"\nallow_plain_http = true");
+    assert!(
+        problems_of(&text)
+            .iter()
+            .any(|p| p.field == "server.listen")
+    );
+    let text = text.replace(
+        "listen = \"0.0.0.0:8420\"",
+        "listen = \"0.0.0.0:8420\"\nallow_plain_http = true",
+    );
     with_pin(|| Config::from_toml(&text, Path::new("t.toml"))).expect("opted in");
 }
 
@@ -189,5 +235,12 @@ key_ring = "projects/p/locations/global/keyRings/r"
 "#;
     // They parse; until their backends are built, validation says so by name.
     let fields: Vec<String> = problems_of(&text).into_iter().map(|p| p.field).collect();
-    assert_eq!(fields, vec!["backends.aws.type", "backends.gcp.type", "backends.vault.type"]);
+    assert_eq!(
+        fields,
+        vec![
+            "backends.aws.type",
+            "backends.gcp.type",
+            "backends.vault.type"
+        ]
+    );
 }

@@ -57,12 +57,15 @@ impl DevIssuer {
             .map_err(|source| DevIssuerError::Listen { address, source })?;
         let url = format!("http://{bound}");
         let secret = p256::SecretKey::random(&mut rand::rngs::OsRng);
-        let pkcs8 = secret.to_pkcs8_der().map_err(|e| DevIssuerError::Key(e.to_string()))?;
+        let pkcs8 = secret
+            .to_pkcs8_der()
+            .map_err(|e| DevIssuerError::Key(e.to_string()))?;
         let spki = secret
             .public_key()
             .to_public_key_der()
             .map_err(|e| DevIssuerError::Key(e.to_string()))?;
-        let jwk = jwk_from_spki(spki.as_bytes(), Algorithm::ES256).map_err(|e| DevIssuerError::Key(e.to_string()))?;
+        let jwk = jwk_from_spki(spki.as_bytes(), Algorithm::ES256)
+            .map_err(|e| DevIssuerError::Key(e.to_string()))?;
         let issuer = Arc::new(Issuer {
             url: url.clone(),
             encoding_key: EncodingKey::from_ec_der(pkcs8.as_bytes()),
@@ -99,7 +102,10 @@ async fn jwks(State(issuer): State<Arc<Issuer>>) -> Json<Value> {
 
 /// `POST /token`, optionally with a JSON object of claims to add or override: a 10-minute
 /// ID token shaped like a GitHub Actions token for `dev/models` on `refs/heads/main`.
-async fn token(State(issuer): State<Arc<Issuer>>, body: axum::body::Bytes) -> Result<String, (axum::http::StatusCode, String)> {
+async fn token(
+    State(issuer): State<Arc<Issuer>>,
+    body: axum::body::Bytes,
+) -> Result<String, (axum::http::StatusCode, String)> {
     let now = jsonwebtoken::get_current_timestamp();
     let mut claims: Map<String, Value> = json!({
         "iss": issuer.url,
@@ -127,6 +133,10 @@ async fn token(State(issuer): State<Arc<Issuer>>, body: axum::body::Bytes) -> Re
     }
     let mut header = Header::new(JwtAlgorithm::ES256);
     header.kid = Some(issuer.jwk.kid.clone());
-    jsonwebtoken::encode(&header, &claims, &issuer.encoding_key)
-        .map_err(|e| (axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))
+    jsonwebtoken::encode(&header, &claims, &issuer.encoding_key).map_err(|e| {
+        (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e}\n"),
+        )
+    })
 }

@@ -60,7 +60,9 @@ pub struct IssuerKeys {
 
 impl std::fmt::Debug for IssuerKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuerKeys").field("issuer", &self.config.issuer).finish_non_exhaustive()
+        f.debug_struct("IssuerKeys")
+            .field("issuer", &self.config.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -100,7 +102,11 @@ impl IssuerKeys {
                     .as_ref()
                     // A failed fetch is retried sooner, so signet recovers soon after the issuer.
                     .filter(|(t, outcome)| {
-                        let wait = if outcome.is_ok() { cooldown } else { cooldown.min(FAILED_FETCH_RETRY) };
+                        let wait = if outcome.is_ok() {
+                            cooldown
+                        } else {
+                            cooldown.min(FAILED_FETCH_RETRY)
+                        };
                         t.elapsed() < wait
                     })
                     .map(|(_, outcome)| outcome.clone());
@@ -120,11 +126,11 @@ impl IssuerKeys {
         // Another request may have fetched while this one waited.
         let (cached, fresh, recent_attempt) = self.cached(kid);
         match (cached, fresh, recent_attempt) {
-            (Some(key), true, _) => return Ok(key),
+            (Some(key), true, _) => Ok(key),
             // Within the cooldown: serve a stale key if we have one, else the last outcome.
-            (Some(key), false, Some(_)) => return Ok(key),
-            (None, _, Some(Err(last_error))) => return Err(last_error),
-            (None, _, Some(Ok(()))) => return Err(OidcError::UnknownKey),
+            (Some(key), false, Some(_)) => Ok(key),
+            (None, _, Some(Err(last_error))) => Err(last_error),
+            (None, _, Some(Ok(()))) => Err(OidcError::UnknownKey),
             (stale, _, None) => {
                 let outcome = self.fetch().await;
                 let now = Instant::now();
@@ -149,13 +155,16 @@ impl IssuerKeys {
     }
 
     async fn fetch(&self) -> Result<HashMap<String, IssuerKey>, OidcError> {
-        self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let discovery_url = format!(
             "{}/.well-known/openid-configuration",
             self.config.issuer.trim_end_matches('/')
         );
         let discovery = self.get_json(&discovery_url).await?;
-        if discovery.get("signet_development_only") == Some(&Value::Bool(true)) && !self.allow_development {
+        if discovery.get("signet_development_only") == Some(&Value::Bool(true))
+            && !self.allow_development
+        {
             return Err(OidcError::DevelopmentIssuer(self.config.name.clone()));
         }
         if discovery.get("issuer").and_then(Value::as_str) != Some(self.config.issuer.as_str()) {
@@ -172,7 +181,9 @@ impl IssuerKeys {
         let mut problems = crate::config::Problems::default();
         crate::config::check_url(&jwks_uri, "jwks_uri", &mut problems);
         if !problems.list().is_empty() {
-            return Err(self.unavailable("jwks_uri must be https:// (http:// only on loopback)".into()));
+            return Err(
+                self.unavailable("jwks_uri must be https:// (http:// only on loopback)".into())
+            );
         }
         let jwks = self.get_json(&jwks_uri).await?;
         let entries = jwks
@@ -224,10 +235,10 @@ fn without_url(error: &reqwest::Error) -> String {
 fn issuer_key(entry: &Value) -> Option<(String, IssuerKey)> {
     let jwk: Jwk = serde_json::from_value(entry.clone()).ok()?;
     let kid = jwk.common.key_id.clone()?;
-    if let Some(usage) = entry.get("use").and_then(Value::as_str) {
-        if usage != "sig" {
-            return None;
-        }
+    if let Some(usage) = entry.get("use").and_then(Value::as_str)
+        && usage != "sig"
+    {
+        return None;
     }
     let inferred = match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => JwtAlgorithm::RS256,
@@ -236,7 +247,9 @@ fn issuer_key(entry: &Value) -> Option<(String, IssuerKey)> {
             EllipticCurve::P384 => JwtAlgorithm::ES384,
             _ => return None,
         },
-        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => JwtAlgorithm::EdDSA,
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+            JwtAlgorithm::EdDSA
+        }
         // Symmetric ("oct") keys never verify ID tokens: that is the HMAC key-confusion attack.
         _ => return None,
     };
@@ -251,7 +264,13 @@ fn issuer_key(entry: &Value) -> Option<(String, IssuerKey)> {
         return None;
     }
     let decoding_key = DecodingKey::from_jwk(&jwk).ok()?;
-    Some((kid, IssuerKey { decoding_key, algorithm }))
+    Some((
+        kid,
+        IssuerKey {
+            decoding_key,
+            algorithm,
+        },
+    ))
 }
 
 fn key_algorithm_name(algorithm: KeyAlgorithm) -> Option<&'static str> {

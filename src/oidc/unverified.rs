@@ -35,7 +35,9 @@ impl UnverifiedToken {
         };
         let header = decode_json(header)?;
         let alg = match header.get("alg") {
-            Some(Value::String(name)) => name.parse::<JwtAlgorithm>().map_err(|_| OidcError::UnsupportedAlgorithm)?,
+            Some(Value::String(name)) => name
+                .parse::<JwtAlgorithm>()
+                .map_err(|_| OidcError::UnsupportedAlgorithm)?,
             _ => return Err(OidcError::UnsupportedAlgorithm),
         };
         if !is_accepted_algorithm(alg) {
@@ -56,7 +58,9 @@ impl UnverifiedToken {
 }
 
 fn decode_json(part: &str) -> Result<serde_json::Map<String, Value>, OidcError> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| OidcError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| OidcError::Malformed)?;
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(OidcError::Malformed),
@@ -68,20 +72,39 @@ mod tests {
     use super::*;
 
     fn token(header: &str, payload: &str) -> String {
-        format!("{}.{}.sig", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload))
+        format!(
+            "{}.{}.sig",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        )
     }
 
     #[test]
     fn refuses_none_hmac_and_array_iss() {
         let none = token(r#"{"alg":"none"}"#, r#"{"iss":"https://i"}"#);
-        assert_eq!(UnverifiedToken::parse(&none), Err(OidcError::UnsupportedAlgorithm));
+        assert_eq!(
+            UnverifiedToken::parse(&none),
+            Err(OidcError::UnsupportedAlgorithm)
+        );
         let hmac = token(r#"{"alg":"HS256","kid":"k"}"#, r#"{"iss":"https://i"}"#);
-        assert_eq!(UnverifiedToken::parse(&hmac), Err(OidcError::UnsupportedAlgorithm));
+        assert_eq!(
+            UnverifiedToken::parse(&hmac),
+            Err(OidcError::UnsupportedAlgorithm)
+        );
         let array = token(r#"{"alg":"RS256","kid":"k"}"#, r#"{"iss":["https://i"]}"#);
-        assert_eq!(UnverifiedToken::parse(&array), Err(OidcError::BadIssuerClaim));
+        assert_eq!(
+            UnverifiedToken::parse(&array),
+            Err(OidcError::BadIssuerClaim)
+        );
         let ok = token(r#"{"alg":"ES256","kid":"k"}"#, r#"{"iss":"https://i"}"#);
-        assert_eq!(UnverifiedToken::parse(&ok).expect("parses").iss, "https://i");
+        assert_eq!(
+            UnverifiedToken::parse(&ok).expect("parses").iss,
+            "https://i"
+        );
         assert_eq!(UnverifiedToken::parse("a.b"), Err(OidcError::Malformed));
-        assert_eq!(UnverifiedToken::parse("!!.!!.!!"), Err(OidcError::Malformed));
+        assert_eq!(
+            UnverifiedToken::parse("!!.!!.!!"),
+            Err(OidcError::Malformed)
+        );
     }
 }

@@ -90,7 +90,8 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     let applied: i64 = connection
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(unavailable)?;
-    let applied = usize::try_from(applied).map_err(|_| StoreError::Corrupt("negative schema version".into()))?;
+    let applied = usize::try_from(applied)
+        .map_err(|_| StoreError::Corrupt("negative schema version".into()))?;
     if applied > MIGRATIONS.len() {
         return Err(StoreError::Corrupt(format!(
             "database schema version {applied} is newer than this signet ({})",
@@ -100,14 +101,14 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     for (number, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = connection.transaction().map_err(unavailable)?;
         tx.execute_batch(sql).map_err(unavailable)?;
-        tx.pragma_update(None, "user_version", (number + 1) as i64).map_err(unavailable)?;
+        tx.pragma_update(None, "user_version", (number + 1) as i64)
+            .map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
     }
     Ok(())
 }
 
-const SESSION_COLUMNS: &str =
-    "token_hash, issuer, subject, policy, keys, created_at, expires_at, max_signatures, used, ended";
+const SESSION_COLUMNS: &str = "token_hash, issuer, subject, policy, keys, created_at, expires_at, max_signatures, used, ended";
 
 fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SessionRecord, String)> {
     Ok((
@@ -127,8 +128,11 @@ fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SessionRecord,
     ))
 }
 
-fn finish_session((mut record, keys): (SessionRecord, String)) -> Result<SessionRecord, StoreError> {
-    record.keys = serde_json::from_str(&keys).map_err(|e| StoreError::Corrupt(format!("session keys: {e}")))?;
+fn finish_session(
+    (mut record, keys): (SessionRecord, String),
+) -> Result<SessionRecord, StoreError> {
+    record.keys = serde_json::from_str(&keys)
+        .map_err(|e| StoreError::Corrupt(format!("session keys: {e}")))?;
     Ok(record)
 }
 
@@ -140,7 +144,8 @@ fn to_i64(value: u64) -> i64 {
 impl Store for SqliteStore {
     async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
         let s = session.clone();
-        let keys = serde_json::to_string(&s.keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let keys =
+            serde_json::to_string(&s.keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.call(move |c| {
             c.execute(
                 &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
@@ -179,7 +184,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn reserve_quota(&self, token_hash: &str, count: u64, now: i64) -> Result<QuotaOutcome, StoreError> {
+    async fn reserve_quota(
+        &self,
+        token_hash: &str,
+        count: u64,
+        now: i64,
+    ) -> Result<QuotaOutcome, StoreError> {
         let hash = token_hash.to_string();
         self.call(move |c| {
             // One conditional UPDATE: the check and the increment are a single atomic step.
@@ -235,7 +245,10 @@ impl Store for SqliteStore {
         let hash = token_hash.to_string();
         self.call(move |c| {
             let changed = c
-                .execute("UPDATE sessions SET ended = 1 WHERE token_hash = ?1 AND ended = 0", [hash])
+                .execute(
+                    "UPDATE sessions SET ended = 1 WHERE token_hash = ?1 AND ended = 0",
+                    [hash],
+                )
                 .map_err(unavailable)?;
             Ok(changed == 1)
         })
@@ -360,19 +373,39 @@ mod tests {
     #[tokio::test]
     async fn quota_is_never_overspent() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("s.db")).await.expect("open");
-        store.create_session(&session("h", 3)).await.expect("create");
-        assert!(matches!(store.reserve_quota("h", 2, 150).await, Ok(QuotaOutcome::Reserved(_))));
+        let store = SqliteStore::open(&dir.path().join("s.db"))
+            .await
+            .expect("open");
+        store
+            .create_session(&session("h", 3))
+            .await
+            .expect("create");
+        assert!(matches!(
+            store.reserve_quota("h", 2, 150).await,
+            Ok(QuotaOutcome::Reserved(_))
+        ));
         assert_eq!(
             store.reserve_quota("h", 2, 150).await,
             Ok(QuotaOutcome::Exhausted { remaining: 1 })
         );
         store.release_quota("h", 2).await.expect("release");
-        assert!(matches!(store.reserve_quota("h", 3, 150).await, Ok(QuotaOutcome::Reserved(_))));
-        assert_eq!(store.reserve_quota("h", 1, 250).await, Ok(QuotaOutcome::Expired));
-        assert_eq!(store.reserve_quota("nope", 1, 150).await, Ok(QuotaOutcome::Unknown));
+        assert!(matches!(
+            store.reserve_quota("h", 3, 150).await,
+            Ok(QuotaOutcome::Reserved(_))
+        ));
+        assert_eq!(
+            store.reserve_quota("h", 1, 250).await,
+            Ok(QuotaOutcome::Expired)
+        );
+        assert_eq!(
+            store.reserve_quota("nope", 1, 150).await,
+            Ok(QuotaOutcome::Unknown)
+        );
         assert!(store.end_session("h").await.expect("end"));
-        assert_eq!(store.reserve_quota("h", 0, 150).await, Ok(QuotaOutcome::Unknown));
+        assert_eq!(
+            store.reserve_quota("h", 0, 150).await,
+            Ok(QuotaOutcome::Unknown)
+        );
     }
 
     #[tokio::test]
@@ -381,9 +414,15 @@ mod tests {
         let path = dir.path().join("s.db");
         {
             let store = SqliteStore::open(&path).await.expect("open");
-            store.create_session(&session("h", 3)).await.expect("create");
+            store
+                .create_session(&session("h", 3))
+                .await
+                .expect("create");
         }
         let store = SqliteStore::open(&path).await.expect("reopen");
-        assert_eq!(store.session("h").await.expect("read"), Some(session("h", 3)));
+        assert_eq!(
+            store.session("h").await.expect("read"),
+            Some(session("h", 3))
+        );
     }
 }

@@ -21,7 +21,11 @@ pub async fn problem(response: reqwest::Response) -> (u16, String) {
         .to_string();
     let body: Value = response.json().await.expect("problem body is JSON");
     assert_eq!(content_type, "application/problem+json", "body: {body}");
-    assert_eq!(body["status"].as_u64(), Some(u64::from(status)), "body: {body}");
+    assert_eq!(
+        body["status"].as_u64(),
+        Some(u64::from(status)),
+        "body: {body}"
+    );
     (status, body["code"].as_str().expect("code").to_string())
 }
 
@@ -74,9 +78,17 @@ impl Harness {
     /// A session token, with a session request body.
     pub async fn session_with(&self, body: Option<Value>) -> String {
         let response = self.open_session(&self.issuer.mint_default(), body).await;
-        assert_eq!(response.status().as_u16(), 201, "{}", response.text().await.unwrap_or_default());
+        assert_eq!(
+            response.status().as_u16(),
+            201,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
         let body: Value = response.json().await.expect("JSON");
-        body["session_token"].as_str().expect("session_token").to_string()
+        body["session_token"]
+            .as_str()
+            .expect("session_token")
+            .to_string()
     }
 
     /// POST /v1/sign with a session token and a JSON body.

@@ -27,10 +27,20 @@ fn thumbprint(jwk: &Value) -> String {
 #[tokio::test]
 async fn jwks_publishes_every_key_with_thumbprint_kids() {
     let h = Harness::start_with(|c| c.add_key("rsa", "PS256")).await;
-    let response = h.http.get(h.daemon.url("/.well-known/jwks.json")).send().await.expect("get");
+    let response = h
+        .http
+        .get(h.daemon.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(response.status().as_u16(), 200);
     let headers = response.headers().clone();
-    assert!(headers["cache-control"].to_str().expect("ascii").contains("max-age"));
+    assert!(
+        headers["cache-control"]
+            .to_str()
+            .expect("ascii")
+            .contains("max-age")
+    );
     let etag = headers["etag"].to_str().expect("ascii").to_string();
     assert!(etag.starts_with('"') && etag.ends_with('"'));
     let jwks: Value = response.json().await.expect("json");
@@ -39,9 +49,15 @@ async fn jwks_publishes_every_key_with_thumbprint_kids() {
     for jwk in keys {
         assert_eq!(jwk["use"], "sig");
         assert_eq!(jwk["kid"].as_str(), Some(thumbprint(jwk).as_str()));
-        assert!(jwk.get("d").is_none() && jwk.get("p").is_none(), "no private members");
+        assert!(
+            jwk.get("d").is_none() && jwk.get("p").is_none(),
+            "no private members"
+        );
     }
-    assert!(keys.iter().any(|k| k["alg"] == "PS256" && k["kty"] == "RSA"));
+    assert!(
+        keys.iter()
+            .any(|k| k["alg"] == "PS256" && k["kty"] == "RSA")
+    );
 
     let not_modified = h
         .http
@@ -64,7 +80,15 @@ async fn jwks_publishes_every_key_with_thumbprint_kids() {
 #[tokio::test]
 async fn keys_lists_versions_and_states() {
     let h = Harness::start().await;
-    let keys: Value = h.http.get(h.daemon.url("/v1/keys")).send().await.expect("get").json().await.expect("json");
+    let keys: Value = h
+        .http
+        .get(h.daemon.url("/v1/keys"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
     let model = keys
         .as_array()
         .expect("array")
@@ -77,7 +101,13 @@ async fn keys_lists_versions_and_states() {
     assert_eq!(version["version"], 1);
     assert_eq!(version["state"], "active");
     let jwks = h.jwks().await;
-    assert!(jwks["keys"].as_array().expect("keys").iter().any(|k| k["kid"] == version["key_id"]));
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .any(|k| k["kid"] == version["key_id"])
+    );
     time::OffsetDateTime::parse(
         version["created_at"].as_str().expect("created_at"),
         &time::format_description::well_known::Rfc3339,
@@ -88,8 +118,21 @@ async fn keys_lists_versions_and_states() {
 #[tokio::test]
 async fn health_and_readiness() {
     let h = Harness::start().await;
-    let health: Value = h.http.get(h.daemon.url("/healthz")).send().await.expect("get").json().await.expect("json");
+    let health: Value = h
+        .http
+        .get(h.daemon.url("/healthz"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(health, serde_json::json!({"status": "ok"}));
-    let ready = h.http.get(h.daemon.url("/readyz")).send().await.expect("get");
+    let ready = h
+        .http
+        .get(h.daemon.url("/readyz"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(ready.status().as_u16(), 200);
 }

@@ -19,7 +19,10 @@ async fn accepts_a_valid_token() {
     assert_eq!(body["subject"], "repo:acme/models:ref:refs/heads/main");
     assert_eq!(body["max_signatures"], 100);
     let token = body["session_token"].as_str().expect("token");
-    assert!(token.starts_with("sgt_") && token.len() >= 4 + 43, "256-bit token: {token}");
+    assert!(
+        token.starts_with("sgt_") && token.len() >= 4 + 43,
+        "256-bit token: {token}"
+    );
 }
 
 #[tokio::test]
@@ -183,22 +186,42 @@ async fn rejects_missing_exp_and_sub() {
         let token = h.issuer.mint_edited(|c| {
             c.remove(claim);
         });
-        assert_eq!(refused(&h, &token).await, (401, "invalid_token".into()), "without {claim}");
+        assert_eq!(
+            refused(&h, &token).await,
+            (401, "invalid_token".into()),
+            "without {claim}"
+        );
     }
 }
 
 #[tokio::test]
 async fn rejects_garbage_tokens() {
     let h = Harness::start().await;
-    for token in ["x", "a.b", "a.b.c", "....", "eyJ.eyJ.x", &"A".repeat(20_000)] {
-        assert_eq!(refused(&h, token).await, (401, "invalid_token".into()), "{token:.20}");
+    for token in [
+        "x",
+        "a.b",
+        "a.b.c",
+        "....",
+        "eyJ.eyJ.x",
+        &"A".repeat(20_000),
+    ] {
+        assert_eq!(
+            refused(&h, token).await,
+            (401, "invalid_token".into()),
+            "{token:.20}"
+        );
     }
 }
 
 #[tokio::test]
 async fn rejects_a_missing_bearer() {
     let h = Harness::start().await;
-    let response = h.http.post(h.daemon.url("/v1/sessions")).send().await.expect("post");
+    let response = h
+        .http
+        .post(h.daemon.url("/v1/sessions"))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(problem(response).await, (401, "invalid_token".into()));
     let response = h
         .http
@@ -214,16 +237,26 @@ async fn rejects_a_missing_bearer() {
 async fn issuer_down_gives_503_not_401() {
     let h = Harness::start().await;
     h.issuer.set_down(true);
-    assert_eq!(refused(&h, &h.issuer.mint_default()).await, (503, "issuer_unavailable".into()));
+    assert_eq!(
+        refused(&h, &h.issuer.mint_default()).await,
+        (503, "issuer_unavailable".into())
+    );
     h.issuer.set_down(false);
     // Recovers by itself once the issuer is back (failed fetches retry after a few seconds).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let status = h.open_session(&h.issuer.mint_default(), None).await.status().as_u16();
+        let status = h
+            .open_session(&h.issuer.mint_default(), None)
+            .await
+            .status()
+            .as_u16();
         if status == 201 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "still {status} after the issuer came back");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {status} after the issuer came back"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
@@ -252,7 +285,10 @@ async fn unknown_kids_cannot_make_signet_hammer_the_issuer() {
         assert_eq!(refused(&h, &token).await, (401, "invalid_token".into()));
     }
     let refetches = h.issuer.jwks_fetches() - before;
-    assert!(refetches <= 1, "{refetches} JWKS fetches for 20 unknown kids within the cooldown");
+    assert!(
+        refetches <= 1,
+        "{refetches} JWKS fetches for 20 unknown kids within the cooldown"
+    );
 }
 
 #[tokio::test]
@@ -273,7 +309,10 @@ async fn a_new_issuer_key_is_picked_up_by_refetch() {
 async fn a_development_issuer_is_refused_by_serve() {
     let h = Harness::start().await;
     h.issuer.set_development_only(true);
-    assert_eq!(refused(&h, &h.issuer.mint_default()).await, (401, "invalid_token".into()));
+    assert_eq!(
+        refused(&h, &h.issuer.mint_default()).await,
+        (401, "invalid_token".into())
+    );
 }
 
 #[tokio::test]

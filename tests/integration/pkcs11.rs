@@ -9,7 +9,15 @@ use crate::verify::{jwk_to_pem, verify_signature};
 #[tokio::test]
 async fn a_key_provisioned_with_pkcs11_tool_is_used() {
     let hsm = SoftHsm::new();
-    hsm.pkcs11_tool(&["--keypairgen", "--key-type", "EC:prime256v1", "--label", "team-key", "--id", "0a01"]);
+    hsm.pkcs11_tool(&[
+        "--keypairgen",
+        "--key-type",
+        "EC:prime256v1",
+        "--label",
+        "team-key",
+        "--id",
+        "0a01",
+    ]);
     let public_der = hsm.pkcs11_tool(&["--read-object", "--type", "pubkey", "--label", "team-key"]);
     let issuer = TestIssuer::start().await;
     let mut config = DaemonConfig::new(&hsm, &issuer.url);
@@ -34,11 +42,23 @@ async fn a_key_provisioned_with_pkcs11_tool_is_used() {
             .arg(&der)
             .output()
             .expect("openssl");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).expect("pem")
     };
-    let published: Vec<String> = jwks["keys"].as_array().expect("keys").iter().map(jwk_to_pem).collect();
-    assert!(published.contains(&token_pem), "{token_pem} not in {published:?}");
+    let published: Vec<String> = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(jwk_to_pem)
+        .collect();
+    assert!(
+        published.contains(&token_pem),
+        "{token_pem} not in {published:?}"
+    );
 
     let session = {
         let response = http
@@ -60,7 +80,8 @@ async fn a_key_provisioned_with_pkcs11_tool_is_used() {
     let body: serde_json::Value = response.json().await.expect("json");
     verify_signature(&jwks, &body["signatures"][0]);
     // No second key pair was made for it.
-    let listing = String::from_utf8(hsm.pkcs11_tool(&["--list-objects", "--type", "privkey"])).expect("utf8");
+    let listing =
+        String::from_utf8(hsm.pkcs11_tool(&["--list-objects", "--type", "privkey"])).expect("utf8");
     assert_eq!(listing.matches("team-key").count(), 1, "{listing}");
 }
 
@@ -70,28 +91,49 @@ async fn generated_keys_are_sensitive_and_not_extractable() {
     let issuer = TestIssuer::start().await;
     let config = DaemonConfig::new(&hsm, &issuer.url);
     let _daemon = Daemon::start(&hsm, &config).await;
-    let listing = String::from_utf8(hsm.pkcs11_tool(&["--list-objects", "--type", "privkey"])).expect("utf8");
+    let listing =
+        String::from_utf8(hsm.pkcs11_tool(&["--list-objects", "--type", "privkey"])).expect("utf8");
     assert!(listing.contains("model-signing"), "{listing}");
     let section = listing
         .split("Private Key Object")
         .find(|s| s.contains("label:      model-signing"))
         .expect("model-signing private key");
     assert!(section.contains("sensitive"), "{section}");
-    assert!(section.contains("never extractable") || !section.contains("extractable"), "{section}");
-    assert!(section.contains("sign") && !section.contains("decrypt") && !section.contains("derive"), "{section}");
+    assert!(
+        section.contains("never extractable") || !section.contains("extractable"),
+        "{section}"
+    );
+    assert!(
+        section.contains("sign") && !section.contains("decrypt") && !section.contains("derive"),
+        "{section}"
+    );
 }
 
 #[tokio::test]
 async fn a_key_of_the_wrong_type_stops_start_up() {
     let hsm = SoftHsm::new();
-    hsm.pkcs11_tool(&["--keypairgen", "--key-type", "EC:secp384r1", "--label", "p384-key", "--id", "0b01"]);
+    hsm.pkcs11_tool(&[
+        "--keypairgen",
+        "--key-type",
+        "EC:secp384r1",
+        "--label",
+        "p384-key",
+        "--id",
+        "0b01",
+    ]);
     let issuer = TestIssuer::start().await;
     let mut config = DaemonConfig::new(&hsm, &issuer.url);
     config.keys[0].backend_key = Some("p384-key".into());
     let path = hsm.dir.path().join("wrong.toml");
     std::fs::write(&path, config.render()).expect("write");
-    let stderr = Daemon::start_with_config_file(&hsm, path).await.err().expect("start-up must fail");
-    assert!(stderr.contains("p384-key") && stderr.contains("another curve"), "{stderr}");
+    let stderr = Daemon::start_with_config_file(&hsm, path)
+        .await
+        .err()
+        .expect("start-up must fail");
+    assert!(
+        stderr.contains("p384-key") && stderr.contains("another curve"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -102,14 +144,21 @@ async fn a_wrong_pin_stops_start_up_without_printing_it() {
     let pin_file = hsm.dir.path().join("wrong-pin");
     std::fs::write(&pin_file, "0000-wrong-pin-9999\n").expect("write");
     config.extra = String::new();
-    let text = config
-        .render()
-        .replace("pin_env = \"SIGNET_TEST_HSM_PIN\"", &format!("pin_file = \"{}\"", pin_file.display()));
+    let text = config.render().replace(
+        "pin_env = \"SIGNET_TEST_HSM_PIN\"",
+        &format!("pin_file = \"{}\"", pin_file.display()),
+    );
     let path = hsm.dir.path().join("wrong-pin.toml");
     std::fs::write(&path, text).expect("write");
-    let stderr = Daemon::start_with_config_file(&hsm, path).await.err().expect("start-up must fail");
+    let stderr = Daemon::start_with_config_file(&hsm, path)
+        .await
+        .err()
+        .expect("start-up must fail");
     assert!(stderr.contains("PIN"), "{stderr}");
-    assert!(!stderr.contains("0000-wrong-pin-9999"), "the PIN leaked: {stderr}");
+    assert!(
+        !stderr.contains("0000-wrong-pin-9999"),
+        "the PIN leaked: {stderr}"
+    );
 }
 
 #[tokio::test]
@@ -133,5 +182,8 @@ async fn a_config_error_names_file_and_field_and_exits_2() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("broken.toml"), "{stderr}");
     assert!(stderr.contains("policies[0].max_signatures"), "{stderr}");
-    assert!(stderr.contains("policies[0].issuer"), "every problem is listed: {stderr}");
+    assert!(
+        stderr.contains("policies[0].issuer"),
+        "every problem is listed: {stderr}"
+    );
 }

@@ -16,25 +16,44 @@ async fn policy_denial_is_403_and_says_nothing_specific() {
     });
     let response = h.open_session(&token, None).await;
     let body: Value = response.json().await.expect("json");
-    assert_eq!((body["status"].as_u64(), body["code"].as_str()), (Some(403), Some("forbidden")));
+    assert_eq!(
+        (body["status"].as_u64(), body["code"].as_str()),
+        (Some(403), Some("forbidden"))
+    );
     let detail = body["detail"].as_str().expect("detail");
-    assert!(!detail.contains("repository") && !detail.contains("acme"), "{detail}");
+    assert!(
+        !detail.contains("repository") && !detail.contains("acme"),
+        "{detail}"
+    );
 
     let token = h.issuer.mint_edited(|c| {
         c.insert("ref".into(), json!("refs/heads/feature"));
     });
-    assert_eq!(problem(h.open_session(&token, None).await).await, (403, "forbidden".into()));
+    assert_eq!(
+        problem(h.open_session(&token, None).await).await,
+        (403, "forbidden".into())
+    );
 }
 
 #[tokio::test]
 async fn unknown_and_ungranted_keys_are_refused_alike() {
     let h = Harness::start().await;
-    let unknown = h.open_session(&h.issuer.mint_default(), Some(json!({"keys": ["ghost"]}))).await;
-    let ungranted = h.open_session(&h.issuer.mint_default(), Some(json!({"keys": ["log-signing"]}))).await;
+    let unknown = h
+        .open_session(&h.issuer.mint_default(), Some(json!({"keys": ["ghost"]})))
+        .await;
+    let ungranted = h
+        .open_session(
+            &h.issuer.mint_default(),
+            Some(json!({"keys": ["log-signing"]})),
+        )
+        .await;
     let unknown: Value = unknown.json().await.expect("json");
     let ungranted: Value = ungranted.json().await.expect("json");
     assert_eq!(unknown["code"], "forbidden");
-    assert_eq!(unknown, ungranted, "the answer must not reveal which keys exist");
+    assert_eq!(
+        unknown, ungranted,
+        "the answer must not reveal which keys exist"
+    );
 }
 
 #[tokio::test]
@@ -68,8 +87,14 @@ async fn bad_session_requests_are_400() {
         json!({"keys": "model-signing"}),
         json!({"unexpected": 1}),
     ] {
-        let response = h.open_session(&h.issuer.mint_default(), Some(body.clone())).await;
-        assert_eq!(problem(response).await, (400, "invalid_request".into()), "{body}");
+        let response = h
+            .open_session(&h.issuer.mint_default(), Some(body.clone()))
+            .await;
+        assert_eq!(
+            problem(response).await,
+            (400, "invalid_request".into()),
+            "{body}"
+        );
     }
 }
 
@@ -87,7 +112,10 @@ async fn an_expired_session_is_401_session_expired() {
 async fn an_ended_session_is_refused() {
     let h = Harness::start().await;
     let session = h.session().await;
-    assert_eq!(h.sign(&session, sign_body(b"a")).await.status().as_u16(), 200);
+    assert_eq!(
+        h.sign(&session, sign_body(b"a")).await.status().as_u16(),
+        200
+    );
     let response = h
         .http
         .delete(h.daemon.url("/v1/sessions/current"))
@@ -96,7 +124,10 @@ async fn an_ended_session_is_refused() {
         .await
         .expect("delete");
     assert_eq!(response.status().as_u16(), 204);
-    assert_eq!(problem(h.sign(&session, sign_body(b"b")).await).await, (401, "invalid_token".into()));
+    assert_eq!(
+        problem(h.sign(&session, sign_body(b"b")).await).await,
+        (401, "invalid_token".into())
+    );
     let again = h
         .http
         .delete(h.daemon.url("/v1/sessions/current"))
@@ -110,7 +141,12 @@ async fn an_ended_session_is_refused() {
 #[tokio::test]
 async fn an_unknown_session_token_is_401() {
     let h = Harness::start().await;
-    let response = h.sign("sgt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", sign_body(b"x")).await;
+    let response = h
+        .sign(
+            "sgt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            sign_body(b"x"),
+        )
+        .await;
     assert_eq!(problem(response).await, (401, "invalid_token".into()));
     // An ID token is not a session token either.
     let response = h.sign(&h.issuer.mint_default(), sign_body(b"x")).await;
@@ -122,13 +158,29 @@ async fn a_spent_quota_is_429() {
     let h = Harness::start().await;
     let session = h.session_with(Some(json!({"max_signatures": 3}))).await;
     let digests: Vec<String> = (0..2).map(|i| sha256_digest(&[i])).collect();
-    let response = h.sign(&session, json!({"key": "model-signing", "digests": digests})).await;
+    let response = h
+        .sign(
+            &session,
+            json!({"key": "model-signing", "digests": digests}),
+        )
+        .await;
     assert_eq!(response.status().as_u16(), 200);
     // Two left would be needed; one is left: the whole batch is refused, nothing is signed.
-    let response = h.sign(&session, json!({"key": "model-signing", "digests": digests})).await;
+    let response = h
+        .sign(
+            &session,
+            json!({"key": "model-signing", "digests": digests}),
+        )
+        .await;
     assert_eq!(problem(response).await, (429, "quota_exceeded".into()));
-    assert_eq!(h.sign(&session, sign_body(b"last")).await.status().as_u16(), 200);
-    assert_eq!(problem(h.sign(&session, sign_body(b"over")).await).await, (429, "quota_exceeded".into()));
+    assert_eq!(
+        h.sign(&session, sign_body(b"last")).await.status().as_u16(),
+        200
+    );
+    assert_eq!(
+        problem(h.sign(&session, sign_body(b"over")).await).await,
+        (429, "quota_exceeded".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -139,7 +191,12 @@ async fn concurrent_requests_cannot_overspend_the_quota() {
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(40));
     let mut tasks = Vec::new();
     for i in 0..40u32 {
-        let (http, url, session, barrier) = (h.http.clone(), h.daemon.url("/v1/sign"), session.clone(), barrier.clone());
+        let (http, url, session, barrier) = (
+            h.http.clone(),
+            h.daemon.url("/v1/sign"),
+            session.clone(),
+            barrier.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
             http.post(url)
@@ -158,7 +215,11 @@ async fn concurrent_requests_cannot_overspend_the_quota() {
     }
     let ok = statuses.iter().filter(|s| **s == 200).count();
     let refused = statuses.iter().filter(|s| **s == 429).count();
-    assert_eq!((ok, refused), (quota as usize, 40 - quota as usize), "{statuses:?}");
+    assert_eq!(
+        (ok, refused),
+        (quota as usize, 40 - quota as usize),
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test]
@@ -166,11 +227,23 @@ async fn sessions_and_keys_survive_a_restart() {
     let h = Harness::start().await;
     let session = h.session().await;
     let before = h.jwks().await;
-    let Harness { hsm, issuer, daemon, http } = h;
+    let Harness {
+        hsm,
+        issuer,
+        daemon,
+        http,
+    } = h;
     let config_path = daemon.config_path.clone();
     assert!(daemon.stop().await.success(), "clean exit on SIGTERM");
-    let daemon = Daemon::start_with_config_file(&hsm, config_path).await.expect("restart");
-    let h = Harness { hsm, issuer, daemon, http };
+    let daemon = Daemon::start_with_config_file(&hsm, config_path)
+        .await
+        .expect("restart");
+    let h = Harness {
+        hsm,
+        issuer,
+        daemon,
+        http,
+    };
     assert_eq!(h.jwks().await, before, "same keys and kids after a restart");
     let response = h.sign(&session, sign_body(b"after restart")).await;
     assert_eq!(response.status().as_u16(), 200);

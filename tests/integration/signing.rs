@@ -15,7 +15,9 @@ async fn es256_signature_verifies_under_the_jwks_key_with_openssl() {
     let model = dir.path().join("model.bin");
     std::fs::write(&model, b"weights of a very small model").expect("write");
     let digest = sha256_digest(&std::fs::read(&model).expect("read"));
-    let response = h.sign(&session, json!({"key": "model-signing", "digest": digest})).await;
+    let response = h
+        .sign(&session, json!({"key": "model-signing", "digest": digest}))
+        .await;
     assert_eq!(response.status().as_u16(), 200);
     let body: Value = response.json().await.expect("json");
     let signed = &body["signatures"][0];
@@ -25,9 +27,14 @@ async fn es256_signature_verifies_under_the_jwks_key_with_openssl() {
     assert_eq!(signed["digest"], json!(digest));
     let jwks = h.jwks().await;
     verify_signature(&jwks, signed);
-    let signature = STANDARD.decode(signed["signature"].as_str().expect("sig")).expect("b64");
+    let signature = STANDARD
+        .decode(signed["signature"].as_str().expect("sig"))
+        .expect("b64");
     let jwk = find_jwk(&jwks, signed["key_id"].as_str().expect("kid"));
-    assert!(openssl_verify(jwk, &model, &signature), "openssl dgst -verify refused it");
+    assert!(
+        openssl_verify(jwk, &model, &signature),
+        "openssl dgst -verify refused it"
+    );
     // And a signature is bound to its digest: another file does not verify.
     let other = dir.path().join("other.bin");
     std::fs::write(&other, b"tampered weights").expect("write");
@@ -47,16 +54,28 @@ async fn sign_and_verify_with(algorithm: &str, hash: &str) {
     } else {
         sha256_digest(&data)
     };
-    let response = h.sign(&session, json!({"key": "other", "digest": digest})).await;
-    assert_eq!(response.status().as_u16(), 200, "{}", response.text().await.unwrap_or_default());
+    let response = h
+        .sign(&session, json!({"key": "other", "digest": digest}))
+        .await;
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
     let body: Value = response.json().await.expect("json");
     let signed = &body["signatures"][0];
     assert_eq!(signed["algorithm"], algorithm);
     let jwks = h.jwks().await;
     verify_signature(&jwks, signed);
     let jwk = find_jwk(&jwks, signed["key_id"].as_str().expect("kid"));
-    let signature = STANDARD.decode(signed["signature"].as_str().expect("sig")).expect("b64");
-    assert!(openssl_verify(jwk, &model, &signature), "openssl refused {algorithm}");
+    let signature = STANDARD
+        .decode(signed["signature"].as_str().expect("sig"))
+        .expect("b64");
+    assert!(
+        openssl_verify(jwk, &model, &signature),
+        "openssl refused {algorithm}"
+    );
 }
 
 #[tokio::test]
@@ -78,8 +97,15 @@ async fn rs256_signature_verifies() {
 async fn a_batch_is_signed_in_order() {
     let h = Harness::start().await;
     let session = h.session().await;
-    let digests: Vec<String> = (0..50u32).map(|i| sha256_digest(&i.to_be_bytes())).collect();
-    let response = h.sign(&session, json!({"key": "model-signing", "digests": digests})).await;
+    let digests: Vec<String> = (0..50u32)
+        .map(|i| sha256_digest(&i.to_be_bytes()))
+        .collect();
+    let response = h
+        .sign(
+            &session,
+            json!({"key": "model-signing", "digests": digests}),
+        )
+        .await;
     assert_eq!(response.status().as_u16(), 200);
     let body: Value = response.json().await.expect("json");
     let signatures = body["signatures"].as_array().expect("array");
@@ -95,7 +121,12 @@ async fn a_batch_is_signed_in_order() {
 async fn an_unknown_key_is_404() {
     let h = Harness::start().await;
     let session = h.session().await;
-    let response = h.sign(&session, json!({"key": "ghost", "digest": sha256_digest(b"x")})).await;
+    let response = h
+        .sign(
+            &session,
+            json!({"key": "ghost", "digest": sha256_digest(b"x")}),
+        )
+        .await;
     assert_eq!(problem(response).await, (404, "unknown_key".into()));
 }
 
@@ -104,7 +135,12 @@ async fn a_key_outside_the_session_is_403() {
     let h = Harness::start().await;
     let session = h.session().await;
     // The log key exists but no session may use it.
-    let response = h.sign(&session, json!({"key": "log-signing", "digest": sha256_digest(b"x")})).await;
+    let response = h
+        .sign(
+            &session,
+            json!({"key": "log-signing", "digest": sha256_digest(b"x")}),
+        )
+        .await;
     assert_eq!(problem(response).await, (403, "forbidden".into()));
 }
 
@@ -121,13 +157,25 @@ async fn malformed_digests_are_400() {
         json!(12),
         json!(null),
     ] {
-        let response = h.sign(&session, json!({"key": "model-signing", "digest": digest})).await;
-        assert_eq!(problem(response).await, (400, "invalid_request".into()), "{digest}");
+        let response = h
+            .sign(&session, json!({"key": "model-signing", "digest": digest}))
+            .await;
+        assert_eq!(
+            problem(response).await,
+            (400, "invalid_request".into()),
+            "{digest}"
+        );
     }
     let both = json!({"key": "model-signing", "digest": sha256_digest(b"a"), "digests": [sha256_digest(b"b")]});
-    assert_eq!(problem(h.sign(&session, both).await).await, (400, "invalid_request".into()));
+    assert_eq!(
+        problem(h.sign(&session, both).await).await,
+        (400, "invalid_request".into())
+    );
     let empty = json!({"key": "model-signing", "digests": []});
-    assert_eq!(problem(h.sign(&session, empty).await).await, (400, "invalid_request".into()));
+    assert_eq!(
+        problem(h.sign(&session, empty).await).await,
+        (400, "invalid_request".into())
+    );
 }
 
 #[tokio::test]
@@ -135,7 +183,9 @@ async fn a_digest_of_the_wrong_algorithm_is_400() {
     let h = Harness::start().await;
     let session = h.session().await;
     let digest = format!("sha384:{}", "ab".repeat(48));
-    let response = h.sign(&session, json!({"key": "model-signing", "digest": digest})).await;
+    let response = h
+        .sign(&session, json!({"key": "model-signing", "digest": digest}))
+        .await;
     assert_eq!(problem(response).await, (400, "invalid_request".into()));
 }
 
@@ -143,8 +193,15 @@ async fn a_digest_of_the_wrong_algorithm_is_400() {
 async fn a_batch_over_1000_is_400() {
     let h = Harness::start().await;
     let session = h.session().await;
-    let digests: Vec<String> = (0..1001u32).map(|i| sha256_digest(&i.to_be_bytes())).collect();
-    let response = h.sign(&session, json!({"key": "model-signing", "digests": digests})).await;
+    let digests: Vec<String> = (0..1001u32)
+        .map(|i| sha256_digest(&i.to_be_bytes()))
+        .collect();
+    let response = h
+        .sign(
+            &session,
+            json!({"key": "model-signing", "digests": digests}),
+        )
+        .await;
     assert_eq!(problem(response).await, (400, "invalid_request".into()));
 }
 
@@ -153,7 +210,10 @@ async fn refused_requests_spend_no_quota() {
     let h = Harness::start().await;
     let session = h.session_with(Some(json!({"max_signatures": 1}))).await;
     let bad = json!({"key": "model-signing", "digest": "sha256:nothex"});
-    assert_eq!(problem(h.sign(&session, bad).await).await, (400, "invalid_request".into()));
+    assert_eq!(
+        problem(h.sign(&session, bad).await).await,
+        (400, "invalid_request".into())
+    );
     let good = json!({"key": "model-signing", "digest": sha256_digest(b"x")});
     assert_eq!(h.sign(&session, good).await.status().as_u16(), 200);
 }
@@ -167,15 +227,42 @@ async fn sigterm_lets_in_flight_requests_finish() {
     .await;
     let session = h.session_with(Some(json!({"keys": ["slow"]}))).await;
     // A thousand RSA signatures keep the request busy long enough to send SIGTERM under it.
-    let digests: Vec<String> = (0..1000u32).map(|i| sha256_digest(&i.to_be_bytes())).collect();
-    let request = h.http.post(h.daemon.url("/v1/sign")).bearer_auth(&session).json(&json!({"key": "slow", "digests": digests}));
+    let digests: Vec<String> = (0..1000u32)
+        .map(|i| sha256_digest(&i.to_be_bytes()))
+        .collect();
+    let request = h
+        .http
+        .post(h.daemon.url("/v1/sign"))
+        .bearer_auth(&session)
+        .json(&json!({"key": "slow", "digests": digests}));
     let in_flight = tokio::spawn(request.send());
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     h.daemon.terminate();
-    let response = in_flight.await.expect("task").expect("response despite SIGTERM");
+    let response = in_flight
+        .await
+        .expect("task")
+        .expect("response despite SIGTERM");
     assert_eq!(response.status().as_u16(), 200);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["signatures"].as_array().map(Vec::len), Some(1000));
     let Harness { daemon, .. } = h;
     assert!(daemon.stop().await.success());
+}
+
+#[tokio::test]
+async fn a_request_over_the_timeout_gets_503() {
+    let h = Harness::start_with(|c| {
+        c.request_timeout = "1s".into();
+        c.max_signatures = 5000;
+        c.extra = "\n[[keys]]\nname = \"slow\"\nbackend = \"hsm\"\nalgorithm = \"RS256\"\nrsa_bits = 4096\n".into();
+        c.policy_keys.push("slow".into());
+    })
+    .await;
+    let session = h.session_with(Some(json!({"keys": ["slow"]}))).await;
+    // A thousand RSA-4096 signatures take SoftHSM several seconds.
+    let digests: Vec<String> = (0..1000u32).map(|i| sha256_digest(&i.to_be_bytes())).collect();
+    let started = std::time::Instant::now();
+    let response = h.sign(&session, json!({"key": "slow", "digests": digests})).await;
+    assert_eq!(problem(response).await, (503, "timeout".into()));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "answered at the timeout, not after the work");
 }

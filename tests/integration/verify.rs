@@ -8,7 +8,11 @@ use serde_json::Value;
 
 fn member(jwk: &Value, name: &str) -> Vec<u8> {
     URL_SAFE_NO_PAD
-        .decode(jwk[name].as_str().unwrap_or_else(|| panic!("JWK lacks {name}: {jwk}")))
+        .decode(
+            jwk[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("JWK lacks {name}: {jwk}")),
+        )
         .expect("base64url member")
 }
 
@@ -25,11 +29,19 @@ pub fn find_jwk<'a>(jwks: &'a Value, kid: &str) -> &'a Value {
 /// Verifies one entry of a sign response against the JWKS; panics with the reason if it fails.
 pub fn verify_signature(jwks: &Value, signed: &Value) {
     let jwk = find_jwk(jwks, signed["key_id"].as_str().expect("key_id"));
-    assert_eq!(jwk["alg"], signed["algorithm"], "JWK alg matches the response");
+    assert_eq!(
+        jwk["alg"], signed["algorithm"],
+        "JWK alg matches the response"
+    );
     let digest_text = signed["digest"].as_str().expect("digest");
     let digest = hex::decode(digest_text.split_once(':').expect("prefix").1).expect("hex");
-    let signature = STANDARD.decode(signed["signature"].as_str().expect("signature")).expect("base64");
-    assert!(check(jwk, &digest, &signature), "signature does not verify under {jwk}");
+    let signature = STANDARD
+        .decode(signed["signature"].as_str().expect("signature"))
+        .expect("base64");
+    assert!(
+        check(jwk, &digest, &signature),
+        "signature does not verify under {jwk}"
+    );
 }
 
 /// Whether `signature` over `digest` verifies under `jwk`.
@@ -56,9 +68,11 @@ pub fn check(jwk: &Value, digest: &[u8], signature: &[u8]) -> bool {
             let e = rsa::BigUint::from_bytes_be(&member(jwk, "e"));
             let key = rsa::RsaPublicKey::new(n, e).expect("RSA key");
             if alg == "PS256" {
-                key.verify(rsa::Pss::new::<sha2::Sha256>(), digest, signature).is_ok()
+                key.verify(rsa::Pss::new::<sha2::Sha256>(), digest, signature)
+                    .is_ok()
             } else {
-                key.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), digest, signature).is_ok()
+                key.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), digest, signature)
+                    .is_ok()
             }
         }
         other => panic!("unexpected alg {other}"),
@@ -85,8 +99,11 @@ pub fn jwk_to_pem(jwk: &Value) -> String {
         _ => {
             let n = rsa::BigUint::from_bytes_be(&member(jwk, "n"));
             let e = rsa::BigUint::from_bytes_be(&member(jwk, "e"));
-            rsa::pkcs8::EncodePublicKey::to_public_key_pem(&rsa::RsaPublicKey::new(n, e).expect("rsa"), Default::default())
-                .expect("pem")
+            rsa::pkcs8::EncodePublicKey::to_public_key_pem(
+                &rsa::RsaPublicKey::new(n, e).expect("rsa"),
+                Default::default(),
+            )
+            .expect("pem")
         }
     }
 }
@@ -99,11 +116,24 @@ pub fn openssl_verify(jwk: &Value, file: &std::path::Path, signature: &[u8]) -> 
     let sig = dir.path().join("sig.bin");
     std::fs::write(&pem, jwk_to_pem(jwk)).expect("pem");
     std::fs::write(&sig, signature).expect("sig");
-    let hash = if jwk["alg"] == "ES384" { "-sha384" } else { "-sha256" };
+    let hash = if jwk["alg"] == "ES384" {
+        "-sha384"
+    } else {
+        "-sha256"
+    };
     let mut command = std::process::Command::new("openssl");
-    command.args(["dgst", hash, "-verify"]).arg(&pem).arg("-signature").arg(&sig);
+    command
+        .args(["dgst", hash, "-verify"])
+        .arg(&pem)
+        .arg("-signature")
+        .arg(&sig);
     if jwk["alg"] == "PS256" {
-        command.args(["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"]);
+        command.args([
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:32",
+        ]);
     }
     let output = command.arg(file).output().expect("openssl runs");
     output.status.success() && String::from_utf8_lossy(&output.stdout).contains("Verified OK")

@@ -28,6 +28,9 @@ impl AwsKmsConfig {
         if let Some(endpoint) = &self.endpoint {
             check_url(endpoint, &format!("{field}.endpoint"), problems);
         }
-        problems.push(format!("{field}.type"), "the aws_kms backend is not built into this version yet");
+        problems.push(
+            format!("{field}.type"),
+            "the aws_kms backend is not built into this version yet",
+        );
     }
 }

@@ -41,6 +41,9 @@ impl GcpKmsConfig {
         if let Some(endpoint) = &self.endpoint {
             check_url(endpoint, &format!("{field}.endpoint"), problems);
         }
-        problems.push(format!("{field}.type"), "the gcp_kms backend is not built into this version yet");
+        problems.push(
+            format!("{field}.type"),
+            "the gcp_kms backend is not built into this version yet",
+        );
     }
 }

@@ -43,7 +43,10 @@ impl Pkcs11Config {
         if !self.module.is_file() {
             problems.push(
                 format!("{field}.module"),
-                format!("{} does not exist (install the HSM's PKCS#11 library, e.g. softhsm2)", self.module.display()),
+                format!(
+                    "{} does not exist (install the HSM's PKCS#11 library, e.g. softhsm2)",
+                    self.module.display()
+                ),
             );
         }
         if self.token_label.is_empty() || self.token_label.len() > 32 {
@@ -60,10 +63,10 @@ impl Pkcs11Config {
                 }
             }
         }
-        if let Some(size) = self.pool_size {
-            if size == 0 || size > 64 {
-                problems.push(format!("{field}.pool_size"), "must be between 1 and 64");
-            }
+        if let Some(size) = self.pool_size
+            && (size == 0 || size > 64)
+        {
+            problems.push(format!("{field}.pool_size"), "must be between 1 and 64");
         }
     }
 }

@@ -36,7 +36,10 @@ impl VaultTransitConfig {
             problems.push(format!("{field}.mount"), "must be a non-empty mount path");
         }
         if self.token_env.is_empty() {
-            problems.push(format!("{field}.token_env"), "name the environment variable holding the token");
+            problems.push(
+                format!("{field}.token_env"),
+                "name the environment variable holding the token",
+            );
         }
         problems.push(
             format!("{field}.type"),

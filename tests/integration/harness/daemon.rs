@@ -141,7 +141,10 @@ pub struct Daemon {
 impl Daemon {
     /// Writes the config next to the token and starts `signet serve`.
     pub async fn start(hsm: &SoftHsm, config: &DaemonConfig) -> Daemon {
-        let config_path = hsm.dir.path().join(format!("signet-{}.toml", rand::random::<u32>()));
+        let config_path = hsm
+            .dir
+            .path()
+            .join(format!("signet-{}.toml", rand::random::<u32>()));
         std::fs::write(&config_path, config.render()).expect("write config");
         Daemon::start_with_config_file(hsm, config_path)
             .await
@@ -149,7 +152,10 @@ impl Daemon {
     }
 
     /// Starts `signet serve` on an existing config; Err(stderr) if it exits instead.
-    pub async fn start_with_config_file(hsm: &SoftHsm, config_path: PathBuf) -> Result<Daemon, String> {
+    pub async fn start_with_config_file(
+        hsm: &SoftHsm,
+        config_path: PathBuf,
+    ) -> Result<Daemon, String> {
         let stderr_path = config_path.with_extension("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_signet"))
@@ -205,7 +211,9 @@ impl Daemon {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
     }
 
     /// SIGTERM, then waits for exit (SIGKILL after a deadline); returns the exit status.

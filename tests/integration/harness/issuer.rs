@@ -54,7 +54,9 @@ pub fn now() -> u64 {
 impl TestIssuer {
     /// Starts on a free loopback port.
     pub async fn start() -> TestIssuer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind issuer");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind issuer");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
         let kid = "test-key-1".to_string();
@@ -72,7 +74,12 @@ impl TestIssuer {
         tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-        TestIssuer { url, kid, key, shared }
+        TestIssuer {
+            url,
+            kid,
+            key,
+            shared,
+        }
     }
 
     /// Makes every endpoint answer 503 (or work again).
@@ -123,7 +130,11 @@ impl TestIssuer {
 
     /// A token with `claims`, signed ES256 by the issuer's key.
     pub fn mint(&self, claims: &Value) -> String {
-        self.mint_with(&json!({"alg": "ES256", "typ": "JWT", "kid": self.kid}), claims, &self.key)
+        self.mint_with(
+            &json!({"alg": "ES256", "typ": "JWT", "kid": self.kid}),
+            claims,
+            &self.key,
+        )
     }
 
     /// A token with the default claims changed by `edit`.
@@ -134,8 +145,17 @@ impl TestIssuer {
     }
 
     /// A token with any header and claims, signed ES256 by `key`.
-    pub fn mint_with(&self, header: &Value, claims: &Value, key: &p256::ecdsa::SigningKey) -> String {
-        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+    pub fn mint_with(
+        &self,
+        header: &Value,
+        claims: &Value,
+        key: &p256::ecdsa::SigningKey,
+    ) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
         let signature: p256::ecdsa::Signature = key.sign(input.as_bytes());
         format!("{input}.{}", b64(&signature.to_bytes()))
     }

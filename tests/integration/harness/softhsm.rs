@@ -34,7 +34,16 @@ impl SoftHsm {
         .expect("softhsm2.conf");
         let status = Command::new("softhsm2-util")
             .env("SOFTHSM2_CONF", &conf)
-            .args(["--init-token", "--free", "--label", LABEL, "--pin", PIN, "--so-pin", SO_PIN])
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                LABEL,
+                "--pin",
+                PIN,
+                "--so-pin",
+                SO_PIN,
+            ])
             .stdout(std::process::Stdio::null())
             .status()
             .expect("softhsm2-util runs (install softhsm2)");
@@ -46,7 +55,15 @@ impl SoftHsm {
     pub fn pkcs11_tool(&self, args: &[&str]) -> Vec<u8> {
         let output = Command::new("pkcs11-tool")
             .env("SOFTHSM2_CONF", &self.conf)
-            .args(["--module", MODULE, "--token-label", LABEL, "--login", "--pin", PIN])
+            .args([
+                "--module",
+                MODULE,
+                "--token-label",
+                LABEL,
+                "--login",
+                "--pin",
+                PIN,
+            ])
             .args(args)
             .output()
             .expect("pkcs11-tool runs (install opensc)");
