@@ -1,6 +1,8 @@
 //! The PKCS#11 backend re-logs in when the token drops its login: a second PKCS#11 context in
 //! this process logs the token out under the backend's pooled sessions. A test binary of its own,
 //! because SoftHSM's config comes from this process's environment.
+// Shared with the integration tests, which use more of it than this binary does.
+#[allow(dead_code)]
 #[path = "integration/harness/softhsm.rs"]
 mod softhsm;
 
@@ -27,7 +29,9 @@ async fn signing_recovers_after_the_token_logs_out() {
         pin_file.display()
     ))
     .expect("config");
-    let backend = Pkcs11Backend::connect("hsm", &config).await.expect("connect");
+    let backend = Pkcs11Backend::connect("hsm", &config)
+        .await
+        .expect("connect");
     let spec = KeySpec {
         key_name: "k".into(),
         backend_key: "k".into(),
@@ -36,11 +40,17 @@ async fn signing_recovers_after_the_token_logs_out() {
     };
     let key = backend.find_or_create(&spec).await.expect("key");
     assert!(key.created);
-    let verifying = p256::ecdsa::VerifyingKey::from_public_key_der(&key.public_key_spki).expect("spki");
+    let verifying =
+        p256::ecdsa::VerifyingKey::from_public_key_der(&key.public_key_spki).expect("spki");
     let digest = sha2::Sha256::digest(b"before").to_vec();
-    let signatures = backend.sign(&key.reference, Algorithm::ES256, vec![digest.clone()]).await.expect("sign");
+    let signatures = backend
+        .sign(&key.reference, Algorithm::ES256, vec![digest.clone()])
+        .await
+        .expect("sign");
     let signature = p256::ecdsa::Signature::from_der(&signatures[0]).expect("DER");
-    verifying.verify_prehash(&digest, &signature).expect("verifies");
+    verifying
+        .verify_prehash(&digest, &signature)
+        .expect("verifies");
 
     // Log the whole token out from another context of the same module in this process.
     let other = Pkcs11::new(softhsm::MODULE).expect("module");
@@ -49,7 +59,12 @@ async fn signing_recovers_after_the_token_logs_out() {
         .get_slots_with_token()
         .expect("slots")
         .into_iter()
-        .find(|s| other.get_token_info(*s).map(|i| i.label().trim_end() == softhsm::LABEL).unwrap_or(false))
+        .find(|s| {
+            other
+                .get_token_info(*s)
+                .map(|i| i.label().trim_end() == softhsm::LABEL)
+                .unwrap_or(false)
+        })
         .expect("token");
     let session = other.open_rw_session(slot).expect("session");
     session.logout().expect("logout");
@@ -60,7 +75,9 @@ async fn signing_recovers_after_the_token_logs_out() {
         .await
         .expect("signs again after logging in anew");
     let signature = p256::ecdsa::Signature::from_der(&signatures[0]).expect("DER");
-    verifying.verify_prehash(&digest, &signature).expect("verifies");
+    verifying
+        .verify_prehash(&digest, &signature)
+        .expect("verifies");
     backend.health().await.expect("healthy");
     drop(session);
     std::mem::forget(other);

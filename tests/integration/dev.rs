@@ -6,7 +6,13 @@ use std::process::{Command, Stdio};
 /// Starts `signet dev` in `dir` on free ports and returns the child and the walk-through text.
 fn start_dev(dir: &std::path::Path) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_signet"))
-        .args(["dev", "--listen", "127.0.0.1:0", "--issuer-listen", "127.0.0.1:0"])
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--issuer-listen",
+            "127.0.0.1:0",
+        ])
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -28,9 +34,17 @@ fn start_dev(dir: &std::path::Path) -> (std::process::Child, String) {
 }
 
 fn commands_of(walkthrough: &str) -> String {
-    let start = walkthrough.find("In another terminal").expect("walk-through heading");
-    let end = walkthrough.find("Stop with Ctrl-C").expect("walk-through end");
-    walkthrough[start..end].lines().skip(1).collect::<Vec<_>>().join("\n")
+    let start = walkthrough
+        .find("In another terminal")
+        .expect("walk-through heading");
+    let end = walkthrough
+        .find("Stop with Ctrl-C")
+        .expect("walk-through end");
+    walkthrough[start..end]
+        .lines()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
@@ -46,7 +60,10 @@ fn the_printed_walkthrough_signs_and_openssl_verifies() {
         .expect("bash");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "walk-through failed:\n{script}\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "walk-through failed:\n{script}\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("Verified OK"), "{stdout}\n{stderr}");
     let _ = child.kill();
     let _ = child.wait();
@@ -66,5 +83,8 @@ fn the_printed_walkthrough_signs_and_openssl_verifies() {
         .expect("curl");
     let _ = child.kill();
     let _ = child.wait();
-    assert!(String::from_utf8_lossy(&jwks.stdout).contains(kid.trim()), "kid changed across restarts");
+    assert!(
+        String::from_utf8_lossy(&jwks.stdout).contains(kid.trim()),
+        "kid changed across restarts"
+    );
 }

@@ -260,9 +260,16 @@ async fn a_request_over_the_timeout_gets_503() {
     .await;
     let session = h.session_with(Some(json!({"keys": ["slow"]}))).await;
     // A thousand RSA-4096 signatures take SoftHSM several seconds.
-    let digests: Vec<String> = (0..1000u32).map(|i| sha256_digest(&i.to_be_bytes())).collect();
+    let digests: Vec<String> = (0..1000u32)
+        .map(|i| sha256_digest(&i.to_be_bytes()))
+        .collect();
     let started = std::time::Instant::now();
-    let response = h.sign(&session, json!({"key": "slow", "digests": digests})).await;
+    let response = h
+        .sign(&session, json!({"key": "slow", "digests": digests}))
+        .await;
     assert_eq!(problem(response).await, (503, "timeout".into()));
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "answered at the timeout, not after the work");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "answered at the timeout, not after the work"
+    );
 }
