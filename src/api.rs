@@ -36,6 +36,8 @@ pub struct AuditFields {
     pub policy: Option<String>,
     /// Signatures made.
     pub signatures: Option<usize>,
+    /// Time spent in the backend, microseconds.
+    pub backend_us: Option<u64>,
 }
 
 /// A request's audit slot, shared between the logging middleware and the handler.
@@ -110,6 +112,7 @@ async fn audit_and_limit(
         subject = fields.subject.as_deref().unwrap_or(""),
         policy = fields.policy.as_deref().unwrap_or(""),
         signatures = fields.signatures.unwrap_or(0),
+        backend_us = fields.backend_us.unwrap_or(0),
         elapsed_us,
         "request"
     );

@@ -5,6 +5,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::KeyRing;
 use crate::oidc::Verifier;
+use crate::session::SessionCache;
 use crate::store::Store;
 
 /// Shared daemon state.
@@ -20,4 +21,6 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     /// The time source.
     pub clock: Arc<dyn Clock>,
+    /// Immutable session facts, to spare the signing path a store read.
+    pub sessions: Arc<SessionCache>,
 }

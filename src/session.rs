@@ -155,3 +155,49 @@ mod tests {
         assert_eq!((s.expires_at, s.max_signatures), (1005, 2));
     }
 }
+
+/// Recently used sessions, so the signing path can authorise a request without a store read.
+/// Only fields that never change (subject, policy, keys, expiry) are trusted from here; whether
+/// the session is still live and has quota is decided by the store's atomic reservation.
+#[derive(Debug)]
+pub struct SessionCache {
+    entries: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<SessionRecord>>>,
+    capacity: usize,
+}
+
+impl SessionCache {
+    /// A cache holding at most `capacity` sessions.
+    pub fn new(capacity: usize) -> Self {
+        SessionCache {
+            entries: std::sync::RwLock::new(std::collections::HashMap::new()),
+            capacity,
+        }
+    }
+
+    /// The cached session with this token hash.
+    pub fn get(&self, token_hash: &str) -> Option<std::sync::Arc<SessionRecord>> {
+        self.entries.read().ok()?.get(token_hash).cloned()
+    }
+
+    /// Caches a session; when full, drops expired ones first, and everything if still full.
+    pub fn insert(&self, record: SessionRecord, now: i64) -> std::sync::Arc<SessionRecord> {
+        let record = std::sync::Arc::new(record);
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= self.capacity {
+                entries.retain(|_, s| s.expires_at > now);
+                if entries.len() >= self.capacity {
+                    entries.clear();
+                }
+            }
+            entries.insert(record.token_hash.clone(), std::sync::Arc::clone(&record));
+        }
+        record
+    }
+
+    /// Forgets a session (ended here).
+    pub fn remove(&self, token_hash: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.remove(token_hash);
+        }
+    }
+}

@@ -74,6 +74,7 @@ pub async fn create(
         state.clock.now_unix(),
     );
     state.store.create_session(&record).await?;
+    state.sessions.insert(record.clone(), record.created_at);
     let body = SessionCreated {
         session_token: token.expose().clone(),
         expires_at: rfc3339(record.expires_at),
@@ -100,6 +101,7 @@ pub async fn end(
             a.policy = Some(record.policy.clone());
         });
     }
+    state.sessions.remove(&hash);
     if state.store.end_session(&hash).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

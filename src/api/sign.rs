@@ -50,12 +50,18 @@ pub async fn sign(
 ) -> Result<Json<SignResponse>, ApiError> {
     let token_hash = session::hash_token(token.expose());
     let now = state.clock.now_unix();
-    let record = state
-        .store
-        .session(&token_hash)
-        .await?
-        .filter(|s| !s.ended)
-        .ok_or_else(|| ApiError::InvalidToken("no live session for this token".into()))?;
+    let record = match state.sessions.get(&token_hash) {
+        Some(record) => record,
+        None => {
+            let record = state
+                .store
+                .session(&token_hash)
+                .await?
+                .filter(|s| !s.ended)
+                .ok_or_else(|| ApiError::InvalidToken("no live session for this token".into()))?;
+            state.sessions.insert(record, now)
+        }
+    };
     audit.record(|a| {
         a.issuer = Some(record.issuer.clone());
         a.subject = Some(record.subject.clone());
@@ -123,7 +129,11 @@ pub async fn sign(
     }
 
     let raw: Vec<Vec<u8>> = digests.iter().map(|d| d.bytes.clone()).collect();
-    let signatures = match key.backend.sign(&active.backend_ref, algorithm, raw).await {
+    let backend_started = std::time::Instant::now();
+    let outcome = key.backend.sign(&active.backend_ref, algorithm, raw).await;
+    let backend_us = backend_started.elapsed().as_micros() as u64;
+    audit.record(|a| a.backend_us = Some(backend_us));
+    let signatures = match outcome {
         Ok(signatures) if signatures.len() == digests.len() => signatures,
         outcome => {
             // Nothing was signed: give the quota back so a backend outage does not spend it.

@@ -13,10 +13,13 @@ use crate::config::Config;
 use crate::config::store::StoreLocation;
 use crate::keys::KeyRing;
 use crate::oidc::Verifier;
+use crate::session::SessionCache;
 
 /// How often expired sessions are purged, and how long after expiry they are kept.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 const PURGE_AFTER_SECONDS: i64 = 24 * 3600;
+/// Sessions whose immutable facts are kept in memory.
+const SESSION_CACHE_CAPACITY: usize = 100_000;
 
 /// Runs `signet serve --config PATH`.
 pub fn run(path: &Path) -> Result<(), Failure> {
@@ -98,6 +101,7 @@ pub async fn start(
         store,
         keys: Arc::new(keys),
         clock,
+        sessions: Arc::new(SessionCache::new(SESSION_CACHE_CAPACITY)),
     };
     Ok((state, listener))
 }

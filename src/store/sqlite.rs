@@ -57,7 +57,7 @@ impl SqliteStore {
             // WAL lets readers run beside the writer; synchronous=FULL syncs the WAL on every
             // commit, so an acknowledged session or quota change survives power loss.
             connection
-                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
+                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
                 .map_err(unavailable)?;
             migrate(&mut connection)?;
             Ok(connection)
