@@ -27,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod jwks;
 pub mod keys;
+pub mod log;
 pub mod oidc;
 pub mod policy;
 pub mod session;

@@ -1,0 +1,2 @@
+//! The tamper-evident log.
+pub mod merkle;
