@@ -5,6 +5,7 @@ pub mod extract;
 pub mod health;
 pub mod jwks;
 pub mod keys;
+pub mod log;
 pub mod sessions;
 pub mod sign;
 
@@ -68,6 +69,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions", post(sessions::create))
         .route("/v1/sessions/current", delete(sessions::end))
         .route("/v1/sign", post(sign::sign))
+        .route("/v1/log/checkpoint", get(log::checkpoint))
+        .route("/v1/log/entries", get(log::entries))
+        .route("/v1/log/entries/{index}", get(log::entry))
+        .route("/v1/log/proof/inclusion", get(log::inclusion))
+        .route("/v1/log/proof/consistency", get(log::consistency))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::KeyRing;
+use crate::log::Log;
 use crate::oidc::Verifier;
 use crate::session::SessionCache;
 use crate::store::Store;
@@ -19,6 +20,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Keys and their backends.
     pub keys: Arc<KeyRing>,
+    /// The tamper-evident log.
+    pub log: Log,
     /// The time source.
     pub clock: Arc<dyn Clock>,
     /// Immutable session facts, to spare the signing path a store read.

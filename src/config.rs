@@ -187,7 +187,13 @@ impl Config {
             }
         }
 
-        self.log.validate(&key_names, &mut problems);
+        let log_key_algorithm = self
+            .keys
+            .iter()
+            .find(|k| k.name == self.log.key)
+            .map(|k| k.algorithm);
+        self.log
+            .validate(&key_names, log_key_algorithm, &mut problems);
 
         let mut policy_names = Vec::new();
         for (i, policy) in self.policies.iter().enumerate() {

@@ -8,6 +8,8 @@ use crate::backend::{BackendError, KeySpec, SigningBackend};
 use crate::clock::Clock;
 use crate::config::{Config, KeyConfig};
 use crate::jwks::{self, Jwk, JwkError, PublishedJwks};
+use crate::log::event::LogEvent;
+use crate::log::{Log, LogError};
 use crate::store::{KeyState, KeyVersionRecord, Store, StoreError};
 
 /// Why keys could not be set up or used.
@@ -22,6 +24,9 @@ pub enum KeyError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Recording a key event in the log failed.
+    #[error("cannot log a key event: {0}")]
+    Log(#[from] LogError),
     /// A backend's public key is not usable as a JWK.
     #[error("key {key}: {source}")]
     PublicKey {
@@ -76,6 +81,25 @@ impl ManagedKey {
             })
     }
 
+    /// The active version and its SPKI public key.
+    pub fn active_with_public_key(&self) -> Option<(ActiveVersion, Vec<u8>)> {
+        let versions = self.versions.read().ok()?;
+        versions
+            .iter()
+            .rev()
+            .find(|v| v.state == KeyState::Active)
+            .map(|v| {
+                (
+                    ActiveVersion {
+                        version: v.version,
+                        key_id: v.key_id.clone(),
+                        backend_ref: v.backend_ref.clone(),
+                    },
+                    v.public_key_spki.clone(),
+                )
+            })
+    }
+
     /// Every version, oldest first.
     pub fn versions(&self) -> Vec<KeyVersionRecord> {
         self.versions.read().map(|v| v.clone()).unwrap_or_default()
@@ -100,6 +124,7 @@ impl KeyRing {
     pub async fn open(
         config: &Config,
         store: &Arc<dyn Store>,
+        log: &Log,
         clock: &dyn Clock,
     ) -> Result<Self, KeyError> {
         let mut backends: HashMap<String, Arc<dyn SigningBackend>> = HashMap::new();
@@ -117,7 +142,17 @@ impl KeyRing {
                 .get(&key_config.backend)
                 .cloned()
                 .ok_or_else(|| KeyError::UnknownKey(key_config.backend.clone()))?;
-            let versions = load_versions(key_config, &backend, store, clock).await?;
+            let mut versions = load_versions(key_config, &backend, store, clock).await?;
+            // A version recorded before a crash may lack its log entry: write it now.
+            for version in versions.iter_mut().filter(|v| v.log_index.is_none()) {
+                let index = log
+                    .append(&[LogEvent::key_created(version, clock.now_unix())])
+                    .await?;
+                store
+                    .mark_key_version_logged(&version.key, version.version, index)
+                    .await?;
+                version.log_index = Some(index);
+            }
             keys.insert(
                 key_config.name.clone(),
                 Arc::new(ManagedKey {
@@ -220,6 +255,7 @@ async fn load_versions(
             state: KeyState::Active,
             created_at: clock.now_unix(),
             retire_at: None,
+            log_index: None,
         };
         match store.insert_key_version(&record).await {
             Ok(()) => return Ok(vec![record]),

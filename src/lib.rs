@@ -22,6 +22,7 @@ pub mod algorithm;
 pub mod api;
 pub mod app;
 pub mod backend;
+pub mod canonical;
 pub mod cli;
 pub mod clock;
 pub mod config;

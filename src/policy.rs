@@ -18,6 +18,8 @@ pub struct Decision {
     pub max_signatures: u64,
     /// Signer or admin.
     pub role: Role,
+    /// The claim names the policy matched on (recorded in the log).
+    pub matched_claims: Vec<String>,
 }
 
 /// Why no policy granted the request.
@@ -59,6 +61,7 @@ pub fn decide(
                 max_ttl: p.max_ttl.get(),
                 max_signatures: p.max_signatures,
                 role: p.role,
+                matched_claims: p.claims.keys().cloned().collect(),
             })
         })
         .ok_or(PolicyError::Denied)

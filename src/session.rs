@@ -78,6 +78,60 @@ pub fn looks_like_token(text: &str) -> bool {
         .is_some_and(|rest| rest.len() == 43 && URL_SAFE_NO_PAD.decode(rest).is_ok())
 }
 
+/// Claims that name a build, kept for the log: GitHub Actions' and GitLab CI's, plus any claim a
+/// policy matched on. Only short scalar values; never a token.
+const BUILD_CLAIMS: &[&str] = &[
+    "repository",
+    "repository_id",
+    "repository_owner",
+    "ref",
+    "ref_type",
+    "sha",
+    "workflow",
+    "workflow_ref",
+    "job_workflow_ref",
+    "job_workflow_sha",
+    "run_id",
+    "run_number",
+    "run_attempt",
+    "environment",
+    "event_name",
+    "actor",
+    "runner_environment",
+    "project_path",
+    "project_id",
+    "namespace_path",
+    "ref_path",
+    "pipeline_id",
+    "pipeline_source",
+    "job_id",
+    "user_login",
+    "ci_config_ref_uri",
+    "ci_config_sha",
+];
+
+/// Longest claim value kept for the log.
+const MAX_CLAIM_LEN: usize = 512;
+
+fn build_claims(
+    caller: &VerifiedClaims,
+    decision: &Decision,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    caller
+        .claims
+        .iter()
+        .filter(|(name, _)| {
+            BUILD_CLAIMS.contains(&name.as_str()) || decision.matched_claims.contains(*name)
+        })
+        .filter(|(_, value)| match value {
+            serde_json::Value::String(s) => s.len() <= MAX_CLAIM_LEN,
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => true,
+            _ => false,
+        })
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
 /// The session record for a caller, clamping the request to the decision's limits.
 pub fn grant(
     token_hash: String,
@@ -94,9 +148,14 @@ pub fn grant(
         .max_signatures
         .unwrap_or(decision.max_signatures)
         .min(decision.max_signatures);
+    let mut session_id = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut session_id);
     SessionRecord {
         token_hash,
+        session_id: hex::encode(session_id),
         issuer: caller.issuer.clone(),
+        iss: caller.iss.clone(),
+        claims: build_claims(caller, decision),
         subject: caller.subject.clone(),
         policy: decision.policy.clone(),
         keys: decision.keys.clone(),
@@ -137,6 +196,7 @@ mod tests {
             max_ttl: Duration::from_secs(600),
             max_signatures: 10,
             role: Role::Signer,
+            matched_claims: vec![],
         };
         let request = SessionRequest {
             keys: None,

@@ -28,8 +28,14 @@ pub enum StoreError {
 pub struct SessionRecord {
     /// SHA-256 of the session token, hex.
     pub token_hash: String,
+    /// A random id naming the session in the log (unrelated to the token).
+    pub session_id: String,
     /// The config name of the issuer that authenticated the caller.
     pub issuer: String,
+    /// The caller's `iss`.
+    pub iss: String,
+    /// Claims that name the build (repository, ref, workflow, run ids, ...), for the log.
+    pub claims: std::collections::BTreeMap<String, serde_json::Value>,
     /// The caller's `sub`.
     pub subject: String,
     /// The policy that granted the session.
@@ -120,6 +126,32 @@ pub struct KeyVersionRecord {
     pub created_at: i64,
     /// Unix seconds at which a verify-only version becomes retired.
     pub retire_at: Option<i64>,
+    /// Index of its `key_created` log entry, once written.
+    pub log_index: Option<u64>,
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash at that size.
+    pub root: [u8; 32],
+    /// The signed note (C2SP tlog-checkpoint).
+    pub note: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// One stored log entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// Position in the log.
+    pub index: u64,
+    /// The leaf bytes (canonical JSON of the event).
+    pub leaf: Vec<u8>,
+    /// The leaf hash recorded at append time.
+    pub leaf_hash: [u8; 32],
 }
 
 /// Persistence for everything that must be exact across restarts and replicas.
@@ -154,6 +186,36 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Records a new key version; a second version with the same number is a conflict.
     async fn insert_key_version(&self, version: &KeyVersionRecord) -> Result<(), StoreError>;
+
+    /// Records that version `version` of `key` has its `key_created` entry at `log_index`.
+    async fn mark_key_version_logged(
+        &self,
+        key: &str,
+        version: u32,
+        log_index: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Appends leaves to the log in one durable transaction (fsynced before it returns), storing
+    /// their hashes and every Merkle node they complete; returns the index of the first.
+    async fn append_log(&self, leaves: Vec<Vec<u8>>) -> Result<u64, StoreError>;
+
+    /// The number of leaves in the log.
+    async fn log_size(&self) -> Result<u64, StoreError>;
+
+    /// Entries `start..end` (those present; a gap means an entry is missing).
+    async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>, StoreError>;
+
+    /// Stored perfect-subtree hashes at `(level, index)` positions; `None` where missing.
+    async fn log_nodes(
+        &self,
+        positions: Vec<(u32, u64)>,
+    ) -> Result<Vec<Option<[u8; 32]>>, StoreError>;
+
+    /// The checkpoint of the largest size.
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// Stores a checkpoint; a conflict if one of the same size with another root exists.
+    async fn insert_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError>;
 
     /// Checks that the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

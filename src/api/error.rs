@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::algorithm::DigestError;
 use crate::backend::BackendError;
 use crate::keys::KeyError;
+use crate::log::LogError;
 use crate::oidc::OidcError;
 use crate::policy::PolicyError;
 use crate::session::SessionError;
@@ -213,6 +214,18 @@ impl From<BackendError> for ApiError {
                 }
             }
             _ => ApiError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<LogError> for ApiError {
+    fn from(error: LogError) -> Self {
+        match error {
+            LogError::OutOfRange(reason) => ApiError::InvalidRequest(reason),
+            LogError::NotFound(reason) => ApiError::NotFound(reason),
+            LogError::Store(e) => e.into(),
+            LogError::Backend(e) => e.into(),
+            other => ApiError::Internal(other.to_string()),
         }
     }
 }

@@ -12,6 +12,7 @@ use super::extract::{Bearer, JsonBody};
 use super::{Audit, MAX_BATCH};
 use crate::algorithm::Digest;
 use crate::app::AppState;
+use crate::log::event::LogEvent;
 use crate::session;
 use crate::store::QuotaOutcome;
 
@@ -33,6 +34,7 @@ pub struct SignatureOut {
     algorithm: &'static str,
     digest: String,
     signature: String,
+    log_index: u64,
 }
 
 /// The 200 body.
@@ -149,16 +151,44 @@ pub async fn sign(
         }
     };
     audit.record(|a| a.signatures = Some(signatures.len()));
+    let events: Vec<LogEvent> = digests
+        .iter()
+        .zip(&signatures)
+        .map(|(digest, signature)| {
+            LogEvent::signature(
+                &record,
+                &request.key,
+                active.version,
+                &active.key_id,
+                algorithm.as_str(),
+                digest.to_text(),
+                signature,
+                now,
+            )
+        })
+        .collect();
+    // Durable before acknowledged: no signature leaves without its committed log entry.
+    let first_index = match state.log.append(&events).await {
+        Ok(index) => index,
+        Err(e) => {
+            if let Err(release) = state.store.release_quota(&token_hash, count).await {
+                tracing::error!(error = %release, "could not release quota after a failed log append");
+            }
+            return Err(e.into());
+        }
+    };
     let signatures = digests
         .iter()
         .zip(signatures)
-        .map(|(digest, signature)| SignatureOut {
+        .enumerate()
+        .map(|(i, (digest, signature))| SignatureOut {
             key: request.key.clone(),
             key_version: active.version,
             key_id: active.key_id.clone(),
             algorithm: algorithm.as_str(),
             digest: digest.to_text(),
             signature: STANDARD.encode(signature),
+            log_index: first_index + i as u64,
         })
         .collect();
     Ok(Json(SignResponse { signatures }))

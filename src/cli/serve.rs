@@ -12,6 +12,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::config::store::StoreLocation;
 use crate::keys::KeyRing;
+use crate::log::Log;
 use crate::oidc::Verifier;
 use crate::session::SessionCache;
 
@@ -80,10 +81,23 @@ pub async fn start(
         .await
         .context("cannot open the store")
         .map_err(Failure::usage)?;
-    let keys = KeyRing::open(&config, &store, clock.as_ref())
+    let log = Log::start(Arc::clone(&store), &config.log.origin);
+    let keys = KeyRing::open(&config, &store, &log, clock.as_ref())
         .await
         .context("cannot set up keys")
         .map_err(Failure::usage)?;
+    let keys = Arc::new(keys);
+    // Sign a checkpoint now, so GET /v1/log/checkpoint always has one to serve.
+    log.checkpoint(&keys, &config.log.key, clock.as_ref())
+        .await
+        .context("cannot sign a log checkpoint")
+        .map_err(Failure::usage)?;
+    log.spawn_checkpointer(
+        Arc::clone(&keys),
+        config.log.key.clone(),
+        Arc::clone(&clock),
+        config.log.checkpoint_interval.get(),
+    );
     let verifier = Verifier::new(&config.issuers, development)
         .context("cannot set up OIDC verification")
         .map_err(Failure::usage)?;
@@ -99,7 +113,8 @@ pub async fn start(
         config: Arc::new(config),
         verifier,
         store,
-        keys: Arc::new(keys),
+        keys,
+        log,
         clock,
         sessions: Arc::new(SessionCache::new(SESSION_CACHE_CAPACITY)),
     };

@@ -1,7 +1,9 @@
 //! `[log]`: the tamper-evident log's checkpoint origin and signing key.
 use serde::Deserialize;
 
-use super::Problems;
+use std::time::Duration;
+
+use super::{HumanDuration, Problems};
 
 /// `[log]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -9,12 +11,37 @@ use super::Problems;
 pub struct LogConfig {
     /// The checkpoint origin line, e.g. `signet.example/log`.
     pub origin: String,
-    /// The `[[keys]]` entry that signs checkpoints.
+    /// The `[[keys]]` entry that signs checkpoints; must be ES256.
     pub key: String,
+    /// How often a new checkpoint is signed while entries arrive (default "1s").
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: HumanDuration,
+}
+
+fn default_checkpoint_interval() -> HumanDuration {
+    HumanDuration::from_duration(Duration::from_secs(1))
 }
 
 impl LogConfig {
-    pub(super) fn validate(&self, key_names: &[&str], problems: &mut Problems) {
+    pub(super) fn validate(
+        &self,
+        key_names: &[&str],
+        log_key_algorithm: Option<crate::algorithm::Algorithm>,
+        problems: &mut Problems,
+    ) {
+        self.checkpoint_interval.check(
+            "log.checkpoint_interval",
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+            problems,
+        );
+        if log_key_algorithm.is_some_and(|a| a != crate::algorithm::Algorithm::ES256) {
+            // C2SP signed notes define ECDSA signatures for P-256 with SHA-256 (type 0x02).
+            problems.push(
+                "log.key",
+                "the log key must be ES256 (checkpoints are ECDSA P-256 signed notes)",
+            );
+        }
         // C2SP tlog-checkpoint: the origin is one non-empty line, conventionally schema-less.
         if self.origin.is_empty()
             || self.origin.len() > 256

@@ -6,10 +6,17 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{KeyState, KeyVersionRecord, QuotaOutcome, SessionRecord, Store, StoreError};
+use std::collections::HashMap;
+
+use super::{
+    KeyState, KeyVersionRecord, QuotaOutcome, SessionRecord, Store, StoreError, StoredCheckpoint,
+    StoredEntry,
+};
+use crate::log::merkle::{self, Hash};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sessions (
     token_hash     TEXT PRIMARY KEY,
     issuer         TEXT NOT NULL,
@@ -36,12 +43,38 @@ CREATE TABLE key_versions (
     retire_at       INTEGER,
     PRIMARY KEY (key, version)
 );
-"#];
+"#,
+    r#"
+ALTER TABLE sessions ADD COLUMN session_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN iss TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN claims TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE key_versions ADD COLUMN log_index INTEGER;
+CREATE TABLE log_entries (
+    idx       INTEGER PRIMARY KEY,
+    leaf      BLOB NOT NULL,
+    leaf_hash BLOB NOT NULL
+);
+CREATE TABLE log_nodes (
+    level INTEGER NOT NULL,
+    idx   INTEGER NOT NULL,
+    hash  BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE log_checkpoints (
+    size       INTEGER PRIMARY KEY,
+    root       BLOB NOT NULL,
+    note       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+"#,
+];
 
 /// SQLite-backed `Store`.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
+    /// Log appends go through their own connection, with `synchronous = FULL`.
+    log_connection: Arc<Mutex<Connection>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -52,20 +85,32 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
-        let connection = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
-            let mut connection = Connection::open(&path).map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
-            // WAL lets readers run beside the writer; synchronous=FULL syncs the WAL on every
-            // commit, so an acknowledged session or quota change survives power loss.
-            connection
-                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
-                .map_err(unavailable)?;
-            migrate(&mut connection)?;
-            Ok(connection)
-        })
-        .await
-        .map_err(unavailable)??;
+        let (connection, log_connection) =
+            tokio::task::spawn_blocking(move || -> Result<(Connection, Connection), StoreError> {
+                let open = || Connection::open(&path).map_err(|e| unavailable(format!("{}: {e}", path.display())));
+                let mut connection = open()?;
+                // WAL lets readers run beside the writer. Sessions and quota use
+                // synchronous=NORMAL: a commit survives a crash of the process and reaches the
+                // disk with the next sync of the WAL. The log's connection uses FULL: each append
+                // syncs the WAL, and with it every earlier commit, such as the quota reserved for
+                // the signatures being logged.
+                connection
+                    .execute_batch(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+                    )
+                    .map_err(unavailable)?;
+                migrate(&mut connection)?;
+                let log_connection = open()?;
+                log_connection
+                    .execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
+                    .map_err(unavailable)?;
+                Ok((connection, log_connection))
+            })
+            .await
+            .map_err(unavailable)??;
         Ok(SqliteStore {
             connection: Arc::new(Mutex::new(connection)),
+            log_connection: Arc::new(Mutex::new(log_connection)),
         })
     }
 
@@ -74,7 +119,15 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let connection = Arc::clone(&self.connection);
+        Self::call_on(&self.connection, work).await
+    }
+
+    async fn call_on<T, F>(connection: &Arc<Mutex<Connection>>, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let connection = Arc::clone(connection);
         tokio::task::spawn_blocking(move || {
             let mut guard = connection
                 .lock()
@@ -108,13 +161,20 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-const SESSION_COLUMNS: &str = "token_hash, issuer, subject, policy, keys, created_at, expires_at, max_signatures, used, ended";
+const SESSION_COLUMNS: &str = "token_hash, issuer, subject, policy, keys, created_at, expires_at, \
+                               max_signatures, used, ended, session_id, iss, claims";
 
-fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SessionRecord, String)> {
+/// A session row with its `keys` and `claims` JSON still to be parsed.
+type SessionRow = (SessionRecord, String, String);
+
+fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok((
         SessionRecord {
             token_hash: row.get(0)?,
+            session_id: row.get(10)?,
             issuer: row.get(1)?,
+            iss: row.get(11)?,
+            claims: Default::default(),
             subject: row.get(2)?,
             policy: row.get(3)?,
             keys: Vec::new(),
@@ -125,15 +185,33 @@ fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SessionRecord,
             ended: row.get(9)?,
         },
         row.get(4)?,
+        row.get(12)?,
     ))
 }
 
-fn finish_session(
-    (mut record, keys): (SessionRecord, String),
-) -> Result<SessionRecord, StoreError> {
+fn finish_session((mut record, keys, claims): SessionRow) -> Result<SessionRecord, StoreError> {
     record.keys = serde_json::from_str(&keys)
         .map_err(|e| StoreError::Corrupt(format!("session keys: {e}")))?;
+    record.claims = serde_json::from_str(&claims)
+        .map_err(|e| StoreError::Corrupt(format!("session claims: {e}")))?;
     Ok(record)
+}
+
+fn log_size(c: &Connection) -> Result<u64, StoreError> {
+    let next: i64 = c
+        .query_row(
+            "SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(unavailable)?;
+    u64::try_from(next).map_err(|_| StoreError::Corrupt("negative log size".into()))
+}
+
+fn to_hash(bytes: Vec<u8>) -> Result<Hash, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a stored hash is not 32 bytes".into()))
 }
 
 fn to_i64(value: u64) -> i64 {
@@ -146,9 +224,14 @@ impl Store for SqliteStore {
         let s = session.clone();
         let keys =
             serde_json::to_string(&s.keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let claims =
+            serde_json::to_string(&s.claims).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.call(move |c| {
             c.execute(
-                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                &format!(
+                    "INSERT INTO sessions ({SESSION_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                ),
                 params![
                     s.token_hash,
                     s.issuer,
@@ -159,7 +242,10 @@ impl Store for SqliteStore {
                     s.expires_at,
                     to_i64(s.max_signatures),
                     to_i64(s.used),
-                    s.ended
+                    s.ended,
+                    s.session_id,
+                    s.iss,
+                    claims
                 ],
             )
             .map_err(unavailable)?;
@@ -218,9 +304,9 @@ impl Store for SqliteStore {
                 .map_err(unavailable)?;
             Ok(match current {
                 None => QuotaOutcome::Unknown,
-                Some((s, _)) if s.ended => QuotaOutcome::Unknown,
-                Some((s, _)) if s.expires_at <= now => QuotaOutcome::Expired,
-                Some((s, _)) => QuotaOutcome::Exhausted {
+                Some((s, _, _)) if s.ended => QuotaOutcome::Unknown,
+                Some((s, _, _)) if s.expires_at <= now => QuotaOutcome::Expired,
+                Some((s, _, _)) => QuotaOutcome::Exhausted {
                     remaining: s.max_signatures.saturating_sub(s.used),
                 },
             })
@@ -271,7 +357,7 @@ impl Store for SqliteStore {
             let mut statement = c
                 .prepare(
                     "SELECT key, version, key_id, backend, backend_ref, algorithm, public_key_spki, state, \
-                     created_at, retire_at FROM key_versions WHERE key = ?1 ORDER BY version",
+                     created_at, retire_at, log_index FROM key_versions WHERE key = ?1 ORDER BY version",
                 )
                 .map_err(unavailable)?;
             let rows = statement
@@ -287,12 +373,13 @@ impl Store for SqliteStore {
                         row.get::<_, String>(7)?,
                         row.get::<_, i64>(8)?,
                         row.get::<_, Option<i64>>(9)?,
+                        row.get::<_, Option<i64>>(10)?,
                     ))
                 })
                 .map_err(unavailable)?;
             let mut versions = Vec::new();
             for row in rows {
-                let (key, version, key_id, backend, backend_ref, algorithm, spki, state, created_at, retire_at) =
+                let (key, version, key_id, backend, backend_ref, algorithm, spki, state, created_at, retire_at, log_index) =
                     row.map_err(unavailable)?;
                 versions.push(KeyVersionRecord {
                     algorithm: algorithm
@@ -308,6 +395,7 @@ impl Store for SqliteStore {
                     public_key_spki: spki,
                     created_at,
                     retire_at,
+                    log_index: log_index.and_then(|i| u64::try_from(i).ok()),
                 });
             }
             Ok(versions)
@@ -320,7 +408,7 @@ impl Store for SqliteStore {
         self.call(move |c| {
             c.execute(
                 "INSERT INTO key_versions (key, version, key_id, backend, backend_ref, algorithm, public_key_spki, \
-                 state, created_at, retire_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 state, created_at, retire_at, log_index) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     v.key,
                     v.version,
@@ -331,7 +419,8 @@ impl Store for SqliteStore {
                     v.public_key_spki,
                     v.state.as_str(),
                     v.created_at,
-                    v.retire_at
+                    v.retire_at,
+                    v.log_index.map(to_i64)
                 ],
             )
             .map_err(|e| match e {
@@ -341,6 +430,193 @@ impl Store for SqliteStore {
                 other => unavailable(other),
             })?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn mark_key_version_logged(
+        &self,
+        key: &str,
+        version: u32,
+        log_index: u64,
+    ) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE key_versions SET log_index = ?3 WHERE key = ?1 AND version = ?2",
+                params![key, version, to_i64(log_index)],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn append_log(&self, leaves: Vec<Vec<u8>>) -> Result<u64, StoreError> {
+        Self::call_on(&self.log_connection, move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let first = log_size(&tx)?;
+            let mut written: HashMap<(u32, u64), Hash> = HashMap::new();
+            {
+                let mut insert_entry = tx
+                    .prepare_cached(
+                        "INSERT INTO log_entries (idx, leaf, leaf_hash) VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(unavailable)?;
+                let mut insert_node = tx
+                    .prepare_cached("INSERT INTO log_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")
+                    .map_err(unavailable)?;
+                let mut read_node = tx
+                    .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2")
+                    .map_err(unavailable)?;
+                for (offset, leaf) in leaves.iter().enumerate() {
+                    let index = first + offset as u64;
+                    let hash = merkle::leaf_hash(leaf);
+                    insert_entry
+                        .execute(params![to_i64(index), leaf, hash.as_slice()])
+                        .map_err(unavailable)?;
+                    let writes = merkle::append_nodes(index, hash, |level, position| {
+                        if let Some(hash) = written.get(&(level, position)) {
+                            return Ok(*hash);
+                        }
+                        let stored: Option<Vec<u8>> = read_node
+                            .query_row(params![level, to_i64(position)], |row| row.get(0))
+                            .optional()
+                            .map_err(unavailable)?;
+                        to_hash(stored.ok_or_else(|| {
+                            StoreError::Corrupt(format!(
+                                "log node ({level}, {position}) is missing"
+                            ))
+                        })?)
+                    })?;
+                    for (level, position, hash) in writes {
+                        insert_node
+                            .execute(params![level, to_i64(position), hash.as_slice()])
+                            .map_err(unavailable)?;
+                        written.insert((level, position), hash);
+                    }
+                }
+            }
+            tx.commit().map_err(unavailable)?;
+            Ok(first)
+        })
+        .await
+    }
+
+    async fn log_size(&self) -> Result<u64, StoreError> {
+        self.call(|c| log_size(c)).await
+    }
+
+    async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>, StoreError> {
+        self.call(move |c| {
+            let mut statement = c
+                .prepare_cached("SELECT idx, leaf, leaf_hash FROM log_entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")
+                .map_err(unavailable)?;
+            let rows = statement
+                .query_map(params![to_i64(start), to_i64(end)], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, Vec<u8>>(2)?))
+                })
+                .map_err(unavailable)?;
+            let mut entries = Vec::new();
+            for row in rows {
+                let (index, leaf, leaf_hash) = row.map_err(unavailable)?;
+                entries.push(StoredEntry {
+                    index: u64::try_from(index).map_err(|_| StoreError::Corrupt("negative log index".into()))?,
+                    leaf,
+                    leaf_hash: to_hash(leaf_hash)?,
+                });
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn log_nodes(&self, positions: Vec<(u32, u64)>) -> Result<Vec<Option<Hash>>, StoreError> {
+        self.call(move |c| {
+            let mut statement = c
+                .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2")
+                .map_err(unavailable)?;
+            positions
+                .iter()
+                .map(|(level, index)| {
+                    let stored: Option<Vec<u8>> = statement
+                        .query_row(params![level, to_i64(*index)], |row| row.get(0))
+                        .optional()
+                        .map_err(unavailable)?;
+                    stored.map(to_hash).transpose()
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.call(|c| {
+            let row = c
+                .query_row(
+                    "SELECT size, root, note, created_at FROM log_checkpoints ORDER BY size DESC LIMIT 1",
+                    [],
+                    |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, Vec<u8>>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, i64>(3)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(unavailable)?;
+            row.map(|(size, root, note, created_at)| {
+                Ok(StoredCheckpoint {
+                    size: u64::try_from(size).map_err(|_| StoreError::Corrupt("negative checkpoint size".into()))?,
+                    root: to_hash(root)?,
+                    note,
+                    created_at,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn insert_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+        let checkpoint = checkpoint.clone();
+        self.call(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let existing: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT root FROM log_checkpoints WHERE size = ?1",
+                    [to_i64(checkpoint.size)],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            match existing {
+                Some(root) if root == checkpoint.root => return Ok(()),
+                Some(_) => {
+                    return Err(StoreError::Conflict(format!(
+                        "a checkpoint of size {} with another root exists",
+                        checkpoint.size
+                    )));
+                }
+                None => {}
+            }
+            tx.execute(
+                "INSERT INTO log_checkpoints (size, root, note, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    to_i64(checkpoint.size),
+                    checkpoint.root.as_slice(),
+                    checkpoint.note,
+                    checkpoint.created_at
+                ],
+            )
+            .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)
         })
         .await
     }
@@ -358,7 +634,12 @@ mod tests {
     fn session(hash: &str, max: u64) -> SessionRecord {
         SessionRecord {
             token_hash: hash.into(),
+            session_id: "0123".into(),
             issuer: "ci".into(),
+            iss: "https://ci.example".into(),
+            claims: [("repository".to_string(), serde_json::json!("acme/models"))]
+                .into_iter()
+                .collect(),
             subject: "repo:acme/models".into(),
             policy: "release".into(),
             keys: vec!["model-signing".into()],

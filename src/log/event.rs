@@ -1,0 +1,152 @@
+//! Log events: what each leaf records. A leaf is the RFC 8785 canonical JSON of one event. Events
+//! name the caller (issuer, subject, policy, build claims), the key and the digest; never a
+//! token or a token's hash (sessions are named by a random `session_id`).
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::clock::rfc3339;
+use crate::store::{KeyVersionRecord, SessionRecord};
+
+/// One log event. Absent fields are omitted from the leaf.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogEvent {
+    /// `session_created`, `session_ended`, `signature`, `key_created`, ...
+    pub kind: &'static str,
+    /// RFC 3339, UTC, seconds.
+    pub time: String,
+    /// The caller's `iss`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The caller's `sub`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The policy that granted the session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Claims naming the build (repository, ref, workflow, run ids, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims: Option<BTreeMap<String, Value>>,
+    /// The session's random id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Keys a session may use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<String>>,
+    /// When a session expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// A session's quota.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_signatures: Option<u64>,
+    /// The logical key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The key version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<u32>,
+    /// The version's RFC 7638 thumbprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// JOSE algorithm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// The backend holding the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// SPKI DER of a new key version, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// `sha256:<hex>` that was signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The signature, base64, as returned to the caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+impl LogEvent {
+    fn new(kind: &'static str, now: i64) -> Self {
+        LogEvent {
+            kind,
+            time: rfc3339(now),
+            issuer: None,
+            subject: None,
+            policy: None,
+            claims: None,
+            session_id: None,
+            keys: None,
+            expires_at: None,
+            max_signatures: None,
+            key: None,
+            key_version: None,
+            key_id: None,
+            algorithm: None,
+            backend: None,
+            public_key: None,
+            digest: None,
+            signature: None,
+        }
+    }
+
+    fn with_caller(mut self, session: &SessionRecord) -> Self {
+        self.issuer = Some(session.iss.clone());
+        self.subject = Some(session.subject.clone());
+        self.policy = Some(session.policy.clone());
+        self.session_id = Some(session.session_id.clone());
+        self
+    }
+
+    /// A session was opened.
+    pub fn session_created(session: &SessionRecord, now: i64) -> Self {
+        let mut event = LogEvent::new("session_created", now).with_caller(session);
+        event.claims = Some(session.claims.clone());
+        event.keys = Some(session.keys.clone());
+        event.expires_at = Some(rfc3339(session.expires_at));
+        event.max_signatures = Some(session.max_signatures);
+        event
+    }
+
+    /// A session was ended by its holder.
+    pub fn session_ended(session: &SessionRecord, now: i64) -> Self {
+        LogEvent::new("session_ended", now).with_caller(session)
+    }
+
+    /// A digest was signed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn signature(
+        session: &SessionRecord,
+        key: &str,
+        version: u32,
+        key_id: &str,
+        algorithm: &str,
+        digest: String,
+        signature: &[u8],
+        now: i64,
+    ) -> Self {
+        let mut event = LogEvent::new("signature", now).with_caller(session);
+        event.claims = Some(session.claims.clone());
+        event.key = Some(key.to_string());
+        event.key_version = Some(version);
+        event.key_id = Some(key_id.to_string());
+        event.algorithm = Some(algorithm.to_string());
+        event.digest = Some(digest);
+        event.signature = Some(STANDARD.encode(signature));
+        event
+    }
+
+    /// A key version was recorded (found in or created inside its backend).
+    pub fn key_created(version: &KeyVersionRecord, now: i64) -> Self {
+        let mut event = LogEvent::new("key_created", now);
+        event.key = Some(version.key.clone());
+        event.key_version = Some(version.version);
+        event.key_id = Some(version.key_id.clone());
+        event.algorithm = Some(version.algorithm.as_str().to_string());
+        event.backend = Some(version.backend.clone());
+        event.public_key = Some(STANDARD.encode(&version.public_key_spki));
+        event
+    }
+}
