@@ -2,6 +2,7 @@
 //! codes: 0 success, 1 verification failed or the server refused, 2 usage, configuration or I/O.
 pub mod dev;
 pub mod keys;
+pub mod log;
 pub mod serve;
 
 use std::path::PathBuf;
@@ -53,6 +54,12 @@ pub enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Check the tamper-evident log from outside.
+    Log {
+        /// What to do.
+        #[command(subcommand)]
+        command: log::LogCommand,
+    },
 }
 
 /// A failure with the exit code it maps to.
@@ -91,6 +98,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { config } => serve::check(&config),
         Command::Dev(args) => dev::run(args),
         Command::Keys { command } => keys::run(command),
+        Command::Log { command } => log::run(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

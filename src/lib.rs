@@ -24,6 +24,7 @@ pub mod app;
 pub mod backend;
 pub mod canonical;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod jwks;

@@ -71,6 +71,11 @@ pub fn append_nodes<E>(
     Ok(writes)
 }
 
+/// Why a proof did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProofError(pub &'static str);
+
 /// Computes hashes over a tree whose perfect subtrees are read through `node(level, index)`.
 pub struct Tree<F> {
     node: F,
@@ -176,15 +181,15 @@ pub fn verify_inclusion(
     leaf: &Hash,
     proof: &[Hash],
     root: &Hash,
-) -> Result<(), MerkleError<()>> {
+) -> Result<(), ProofError> {
     if index >= size {
-        return Err(MerkleError::OutOfRange("index must be below the tree size"));
+        return Err(ProofError("index must be below the tree size"));
     }
     let (mut f, mut s) = (index, size - 1);
     let mut r = *leaf;
     for p in proof {
         if s == 0 {
-            return Err(MerkleError::Invalid("inclusion proof is too long"));
+            return Err(ProofError("inclusion proof is too long"));
         }
         if f & 1 == 1 || f == s {
             r = node_hash(p, &r);
@@ -199,12 +204,10 @@ pub fn verify_inclusion(
         s >>= 1;
     }
     if s != 0 {
-        return Err(MerkleError::Invalid("inclusion proof is too short"));
+        return Err(ProofError("inclusion proof is too short"));
     }
     if r != *root {
-        return Err(MerkleError::Invalid(
-            "inclusion proof does not lead to the root",
-        ));
+        return Err(ProofError("inclusion proof does not lead to the root"));
     }
     Ok(())
 }
@@ -217,15 +220,15 @@ pub fn verify_consistency(
     from_root: &Hash,
     to_root: &Hash,
     proof: &[Hash],
-) -> Result<(), MerkleError<()>> {
+) -> Result<(), ProofError> {
     if from == 0 || from > to {
-        return Err(MerkleError::OutOfRange("need 0 < from <= to"));
+        return Err(ProofError("need 0 < from <= to"));
     }
     if from == to {
         return if proof.is_empty() && from_root == to_root {
             Ok(())
         } else {
-            Err(MerkleError::Invalid(
+            Err(ProofError(
                 "equal sizes need equal roots and an empty proof",
             ))
         };
@@ -236,7 +239,7 @@ pub fn verify_consistency(
     }
     path.extend_from_slice(proof);
     let Some((first, rest)) = path.split_first() else {
-        return Err(MerkleError::Invalid("consistency proof is empty"));
+        return Err(ProofError("consistency proof is empty"));
     };
     let (mut f, mut s) = (from - 1, to - 1);
     while f & 1 == 1 {
@@ -246,7 +249,7 @@ pub fn verify_consistency(
     let (mut fr, mut sr) = (*first, *first);
     for c in rest {
         if s == 0 {
-            return Err(MerkleError::Invalid("consistency proof is too long"));
+            return Err(ProofError("consistency proof is too long"));
         }
         if f & 1 == 1 || f == s {
             fr = node_hash(c, &fr);
@@ -262,12 +265,10 @@ pub fn verify_consistency(
         s >>= 1;
     }
     if s != 0 {
-        return Err(MerkleError::Invalid("consistency proof is too short"));
+        return Err(ProofError("consistency proof is too short"));
     }
     if fr != *from_root || sr != *to_root {
-        return Err(MerkleError::Invalid(
-            "consistency proof does not lead to both roots",
-        ));
+        return Err(ProofError("consistency proof does not lead to both roots"));
     }
     Ok(())
 }

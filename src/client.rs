@@ -1,0 +1,142 @@
+//! The HTTP client the CLI uses to talk to a signet server.
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::jwks::JwkSet;
+
+/// Why a request to the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached (exit 2).
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server answered with an error (exit 1).
+    #[error("{url}: HTTP {status} {code}: {detail}")]
+    Refused {
+        /// The URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The problem's `code`, if any.
+        code: String,
+        /// The problem's `detail`, if any.
+        detail: String,
+    },
+    /// The answer is not what the API promises (exit 1).
+    #[error("{url}: unexpected answer: {reason}")]
+    Malformed {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A client for one server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    /// A client for `server` (e.g. `http://127.0.0.1:8420`).
+    pub fn new(server: &str) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("signet/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Unreachable {
+                url: server.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Client {
+            http,
+            base: server.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn get(&self, path: &str) -> Result<reqwest::Response, ClientError> {
+        let url = self.url(path);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: url.clone(),
+                reason: e.without_url().to_string(),
+            })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let problem: Value = response.json().await.unwrap_or(Value::Null);
+        Err(ClientError::Refused {
+            url,
+            status,
+            code: problem["code"].as_str().unwrap_or("").to_string(),
+            detail: problem["detail"].as_str().unwrap_or("").to_string(),
+        })
+    }
+
+    /// GET a JSON document.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = self.url(path);
+        self.get(path)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ClientError::Malformed {
+                url,
+                reason: e.without_url().to_string(),
+            })
+    }
+
+    /// GET a text document.
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let url = self.url(path);
+        self.get(path)
+            .await?
+            .text()
+            .await
+            .map_err(|e| ClientError::Malformed {
+                url,
+                reason: e.without_url().to_string(),
+            })
+    }
+
+    /// The server's JWKS.
+    pub async fn jwks(&self) -> Result<JwkSet, ClientError> {
+        self.get_json("/.well-known/jwks.json").await
+    }
+}
+
+/// Reads a JWKS from a URL or a file.
+pub async fn load_jwks(source: &str) -> Result<JwkSet, ClientError> {
+    if source.starts_with("http://") || source.starts_with("https://") {
+        let client = Client::new(source)?;
+        return client.get_json("").await;
+    }
+    let text = std::fs::read_to_string(source).map_err(|e| ClientError::Unreachable {
+        url: source.to_string(),
+        reason: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| ClientError::Malformed {
+        url: source.to_string(),
+        reason: e.to_string(),
+    })
+}
