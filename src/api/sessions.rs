@@ -106,7 +106,8 @@ pub async fn end(
     Bearer(token): Bearer,
 ) -> Result<StatusCode, ApiError> {
     let hash = session::hash_token(token.expose());
-    if let Some(record) = state.store.session(&hash).await? {
+    let record = state.store.session(&hash).await?;
+    if let Some(record) = &record {
         audit.record(|a| {
             a.issuer = Some(record.issuer.clone());
             a.subject = Some(record.subject.clone());
@@ -114,11 +115,19 @@ pub async fn end(
         });
     }
     state.sessions.remove(&hash);
-    if state.store.end_session(&hash).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::InvalidToken(
+    let Some(record) = record else {
+        return Err(ApiError::InvalidToken(
             "no live session for this token".into(),
-        ))
+        ));
+    };
+    if !state.store.end_session(&hash).await? {
+        return Err(ApiError::InvalidToken(
+            "no live session for this token".into(),
+        ));
     }
+    state
+        .log
+        .append(&[LogEvent::session_ended(&record, state.clock.now_unix())])
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -6,6 +6,7 @@ mod verify;
 mod api_limits;
 mod dev;
 mod jwks;
+mod log;
 mod oidc;
 mod pkcs11;
 mod sessions;
