@@ -57,8 +57,11 @@ pub struct SessionRecord {
 /// The outcome of reserving quota.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QuotaOutcome {
-    /// Reserved; the session as it is now.
-    Reserved(SessionRecord),
+    /// Reserved.
+    Reserved {
+        /// Signatures still available after this reservation.
+        remaining: u64,
+    },
     /// No such session, or it was ended.
     Unknown,
     /// The session has expired.

@@ -120,7 +120,7 @@ pub async fn sign(
 
     let count = digests.len() as u64;
     match state.store.reserve_quota(&token_hash, count, now).await? {
-        QuotaOutcome::Reserved(_) => {}
+        QuotaOutcome::Reserved { .. } => {}
         QuotaOutcome::Unknown => {
             return Err(ApiError::InvalidToken(
                 "no live session for this token".into(),

@@ -169,13 +169,13 @@ pub fn verify_checkpoint(
 ) -> Result<Checkpoint, CheckpointError> {
     let parsed = parse_note(note)?;
     let checkpoint = Checkpoint::parse_body(&parsed.text)?;
-    if let Some(expected) = expected_origin {
-        if checkpoint.origin != expected {
-            return Err(CheckpointError::WrongOrigin {
-                expected: expected.to_string(),
-                found: checkpoint.origin,
-            });
-        }
+    if let Some(expected) = expected_origin
+        && checkpoint.origin != expected
+    {
+        return Err(CheckpointError::WrongOrigin {
+            expected: expected.to_string(),
+            found: checkpoint.origin,
+        });
     }
     let keys: Vec<([u8; 4], p256::ecdsa::VerifyingKey)> = jwks
         .keys

@@ -90,7 +90,7 @@ impl<E, F: FnMut(u32, u64) -> Result<Hash, E>> Tree<F> {
     /// `MTH(D[lo:hi])` for a range the RFC recursion visits (lo aligned to the subtree).
     fn subtree(&mut self, lo: u64, hi: u64) -> Result<Hash, E> {
         let n = hi - lo;
-        if n.is_power_of_two() && lo % n == 0 {
+        if n.is_power_of_two() && lo.is_multiple_of(n) {
             return (self.node)(n.trailing_zeros(), lo >> n.trailing_zeros());
         }
         let k = split_point(n);

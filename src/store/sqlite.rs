@@ -279,20 +279,20 @@ impl Store for SqliteStore {
         let hash = token_hash.to_string();
         self.call(move |c| {
             // One conditional UPDATE: the check and the increment are a single atomic step.
-            let reserved = c
+            let reserved: Option<i64> = c
                 .query_row(
-                    &format!(
-                        "UPDATE sessions SET used = used + ?2 \
-                         WHERE token_hash = ?1 AND ended = 0 AND expires_at > ?3 AND used + ?2 <= max_signatures \
-                         RETURNING {SESSION_COLUMNS}"
-                    ),
+                    "UPDATE sessions SET used = used + ?2 \
+                     WHERE token_hash = ?1 AND ended = 0 AND expires_at > ?3 AND used + ?2 <= max_signatures \
+                     RETURNING max_signatures - used",
                     params![hash, to_i64(count), now],
-                    session_from_row,
+                    |row| row.get(0),
                 )
                 .optional()
                 .map_err(unavailable)?;
-            if let Some(row) = reserved {
-                return Ok(QuotaOutcome::Reserved(finish_session(row)?));
+            if let Some(remaining) = reserved {
+                return Ok(QuotaOutcome::Reserved {
+                    remaining: remaining.max(0) as u64,
+                });
             }
             let current = c
                 .query_row(
@@ -663,7 +663,7 @@ mod tests {
             .expect("create");
         assert!(matches!(
             store.reserve_quota("h", 2, 150).await,
-            Ok(QuotaOutcome::Reserved(_))
+            Ok(QuotaOutcome::Reserved { remaining: 1 })
         ));
         assert_eq!(
             store.reserve_quota("h", 2, 150).await,
@@ -672,7 +672,7 @@ mod tests {
         store.release_quota("h", 2).await.expect("release");
         assert!(matches!(
             store.reserve_quota("h", 3, 150).await,
-            Ok(QuotaOutcome::Reserved(_))
+            Ok(QuotaOutcome::Reserved { remaining: 0 })
         ));
         assert_eq!(
             store.reserve_quota("h", 1, 250).await,

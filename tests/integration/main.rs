@@ -7,6 +7,7 @@ mod api_limits;
 mod dev;
 mod jwks;
 mod log;
+mod log_crash;
 mod oidc;
 mod pkcs11;
 mod sessions;

@@ -231,6 +231,14 @@ impl Daemon {
         }
     }
 
+    /// SIGKILL: the daemon gets no chance to finish anything.
+    pub fn kill9(mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.pid().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
     /// Everything the daemon logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
