@@ -70,11 +70,13 @@ CREATE TABLE log_checkpoints (
 ];
 
 /// SQLite-backed `Store`.
+///
+/// One connection writes, so writers never wait on SQLite's busy handler (which sleeps for
+/// milliseconds); another reads, which WAL lets run beside the writer.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    connection: Arc<Mutex<Connection>>,
-    /// Log appends go through their own connection, with `synchronous = FULL`.
-    log_connection: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -85,33 +87,38 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
-        let (connection, log_connection) =
-            tokio::task::spawn_blocking(move || -> Result<(Connection, Connection), StoreError> {
-                let open = || Connection::open(&path).map_err(|e| unavailable(format!("{}: {e}", path.display())));
-                let mut connection = open()?;
-                // WAL lets readers run beside the writer. Sessions and quota use
-                // synchronous=NORMAL: a commit survives a crash of the process and reaches the
-                // disk with the next sync of the WAL. The log's connection uses FULL: each append
-                // syncs the WAL, and with it every earlier commit, such as the quota reserved for
-                // the signatures being logged.
-                connection
-                    .execute_batch(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
-                    )
-                    .map_err(unavailable)?;
-                migrate(&mut connection)?;
-                let log_connection = open()?;
-                log_connection
-                    .execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
-                    .map_err(unavailable)?;
-                Ok((connection, log_connection))
-            })
-            .await
-            .map_err(unavailable)??;
-        Ok(SqliteStore {
-            connection: Arc::new(Mutex::new(connection)),
-            log_connection: Arc::new(Mutex::new(log_connection)),
+        let (writer, reader) = tokio::task::spawn_blocking(move || -> Result<(Connection, Connection), StoreError> {
+            let open = || Connection::open(&path).map_err(|e| unavailable(format!("{}: {e}", path.display())));
+            let mut writer = open()?;
+            // Sessions and quota commit with synchronous=NORMAL: a commit survives a crash of
+            // the process and reaches the disk with the next sync of the WAL. Log appends
+            // commit with FULL (see `append_log`): each syncs the WAL, and with it every
+            // earlier commit, such as the quota reserved for the signatures being logged.
+            writer
+                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+                .map_err(unavailable)?;
+            migrate(&mut writer)?;
+            let reader = open()?;
+            reader
+                .execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")
+                .map_err(unavailable)?;
+            Ok((writer, reader))
         })
+        .await
+        .map_err(unavailable)??;
+        Ok(SqliteStore {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// Runs `work` on the reading connection.
+    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        Self::call_on(&self.reader, work).await
     }
 
     async fn call<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -119,7 +126,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        Self::call_on(&self.connection, work).await
+        Self::call_on(&self.writer, work).await
     }
 
     async fn call_on<T, F>(connection: &Arc<Mutex<Connection>>, work: F) -> Result<T, StoreError>
@@ -197,6 +204,53 @@ fn finish_session((mut record, keys, claims): SessionRow) -> Result<SessionRecor
     Ok(record)
 }
 
+/// Appends leaves and the Merkle nodes they complete in one transaction.
+fn append_leaves(c: &mut Connection, leaves: &[Vec<u8>]) -> Result<u64, StoreError> {
+    let tx = c
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let first = log_size(&tx)?;
+    let mut written: HashMap<(u32, u64), Hash> = HashMap::new();
+    {
+        let mut insert_entry = tx
+            .prepare_cached("INSERT INTO log_entries (idx, leaf, leaf_hash) VALUES (?1, ?2, ?3)")
+            .map_err(unavailable)?;
+        let mut insert_node = tx
+            .prepare_cached("INSERT INTO log_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")
+            .map_err(unavailable)?;
+        let mut read_node = tx
+            .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2")
+            .map_err(unavailable)?;
+        for (offset, leaf) in leaves.iter().enumerate() {
+            let index = first + offset as u64;
+            let hash = merkle::leaf_hash(leaf);
+            insert_entry
+                .execute(params![to_i64(index), leaf, hash.as_slice()])
+                .map_err(unavailable)?;
+            let writes = merkle::append_nodes(index, hash, |level, position| {
+                if let Some(hash) = written.get(&(level, position)) {
+                    return Ok(*hash);
+                }
+                let stored: Option<Vec<u8>> = read_node
+                    .query_row(params![level, to_i64(position)], |row| row.get(0))
+                    .optional()
+                    .map_err(unavailable)?;
+                to_hash(stored.ok_or_else(|| {
+                    StoreError::Corrupt(format!("log node ({level}, {position}) is missing"))
+                })?)
+            })?;
+            for (level, position, hash) in writes {
+                insert_node
+                    .execute(params![level, to_i64(position), hash.as_slice()])
+                    .map_err(unavailable)?;
+                written.insert((level, position), hash);
+            }
+        }
+    }
+    tx.commit().map_err(unavailable)?;
+    Ok(first)
+}
+
 fn log_size(c: &Connection) -> Result<u64, StoreError> {
     let next: i64 = c
         .query_row(
@@ -256,7 +310,7 @@ impl Store for SqliteStore {
 
     async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
         let hash = token_hash.to_string();
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_row(
                 &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?1"),
                 [hash],
@@ -353,7 +407,7 @@ impl Store for SqliteStore {
 
     async fn key_versions(&self, key: &str) -> Result<Vec<KeyVersionRecord>, StoreError> {
         let key = key.to_string();
-        self.call(move |c| {
+        self.read(move |c| {
             let mut statement = c
                 .prepare(
                     "SELECT key, version, key_id, backend, backend_ref, algorithm, public_key_spki, state, \
@@ -453,64 +507,23 @@ impl Store for SqliteStore {
     }
 
     async fn append_log(&self, leaves: Vec<Vec<u8>>) -> Result<u64, StoreError> {
-        Self::call_on(&self.log_connection, move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        self.call(move |c| {
+            c.pragma_update(None, "synchronous", "FULL")
                 .map_err(unavailable)?;
-            let first = log_size(&tx)?;
-            let mut written: HashMap<(u32, u64), Hash> = HashMap::new();
-            {
-                let mut insert_entry = tx
-                    .prepare_cached(
-                        "INSERT INTO log_entries (idx, leaf, leaf_hash) VALUES (?1, ?2, ?3)",
-                    )
-                    .map_err(unavailable)?;
-                let mut insert_node = tx
-                    .prepare_cached("INSERT INTO log_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")
-                    .map_err(unavailable)?;
-                let mut read_node = tx
-                    .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2")
-                    .map_err(unavailable)?;
-                for (offset, leaf) in leaves.iter().enumerate() {
-                    let index = first + offset as u64;
-                    let hash = merkle::leaf_hash(leaf);
-                    insert_entry
-                        .execute(params![to_i64(index), leaf, hash.as_slice()])
-                        .map_err(unavailable)?;
-                    let writes = merkle::append_nodes(index, hash, |level, position| {
-                        if let Some(hash) = written.get(&(level, position)) {
-                            return Ok(*hash);
-                        }
-                        let stored: Option<Vec<u8>> = read_node
-                            .query_row(params![level, to_i64(position)], |row| row.get(0))
-                            .optional()
-                            .map_err(unavailable)?;
-                        to_hash(stored.ok_or_else(|| {
-                            StoreError::Corrupt(format!(
-                                "log node ({level}, {position}) is missing"
-                            ))
-                        })?)
-                    })?;
-                    for (level, position, hash) in writes {
-                        insert_node
-                            .execute(params![level, to_i64(position), hash.as_slice()])
-                            .map_err(unavailable)?;
-                        written.insert((level, position), hash);
-                    }
-                }
-            }
-            tx.commit().map_err(unavailable)?;
-            Ok(first)
+            let outcome = append_leaves(c, &leaves);
+            // Back to NORMAL for sessions and quota, whatever happened.
+            c.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(unavailable)?;
+            outcome
         })
         .await
     }
-
     async fn log_size(&self) -> Result<u64, StoreError> {
-        self.call(|c| log_size(c)).await
+        self.read(|c| log_size(c)).await
     }
 
     async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>, StoreError> {
-        self.call(move |c| {
+        self.read(move |c| {
             let mut statement = c
                 .prepare_cached("SELECT idx, leaf, leaf_hash FROM log_entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")
                 .map_err(unavailable)?;
@@ -534,7 +547,7 @@ impl Store for SqliteStore {
     }
 
     async fn log_nodes(&self, positions: Vec<(u32, u64)>) -> Result<Vec<Option<Hash>>, StoreError> {
-        self.call(move |c| {
+        self.read(move |c| {
             let mut statement = c
                 .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2")
                 .map_err(unavailable)?;
@@ -553,7 +566,7 @@ impl Store for SqliteStore {
     }
 
     async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        self.call(|c| {
+        self.read(|c| {
             let row = c
                 .query_row(
                     "SELECT size, root, note, created_at FROM log_checkpoints ORDER BY size DESC LIMIT 1",
@@ -622,7 +635,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.call(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable))
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable))
             .await
     }
 }
