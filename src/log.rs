@@ -20,7 +20,9 @@ use crate::backend::BackendError;
 use crate::canonical::{CanonicalError, to_canonical_vec};
 use crate::clock::Clock;
 use crate::keys::KeyRing;
-use crate::store::{Store, StoreError, StoredCheckpoint, StoredEntry};
+use crate::store::{
+    AppendOutcome, LogAppend, QuotaCharge, Store, StoreError, StoredCheckpoint, StoredEntry,
+};
 use checkpoint::{Checkpoint, ecdsa_key_id, sign_note};
 use event::LogEvent;
 use merkle::{Hash, MerkleError, Tree};
@@ -57,8 +59,8 @@ pub enum LogError {
 }
 
 struct AppendRequest {
-    leaves: Vec<Vec<u8>>,
-    reply: oneshot::Sender<Result<u64, LogError>>,
+    item: LogAppend,
+    reply: oneshot::Sender<Result<AppendOutcome, LogError>>,
 }
 
 /// The log: append, read, prove, checkpoint.
@@ -75,7 +77,7 @@ struct AppendRequestHandle(AppendRequest);
 impl std::fmt::Debug for AppendRequestHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppendRequest")
-            .field("leaves", &self.0.leaves.len())
+            .field("leaves", &self.0.item.leaves.len())
             .finish()
     }
 }
@@ -99,13 +101,37 @@ impl Log {
 
     /// Appends events; returns the index of the first once the commit is durable.
     pub async fn append(&self, events: &[LogEvent]) -> Result<u64, LogError> {
+        match self.submit(None, events).await? {
+            AppendOutcome::Appended { first_index, .. } => Ok(first_index),
+            AppendOutcome::Refused(_) => Err(LogError::Inconsistent(
+                "an uncharged append was refused".into(),
+            )),
+        }
+    }
+
+    /// Charges a session's quota and appends events in the same durable commit: either both
+    /// happen or neither does.
+    pub async fn append_charged(
+        &self,
+        charge: QuotaCharge,
+        events: &[LogEvent],
+    ) -> Result<AppendOutcome, LogError> {
+        self.submit(Some(charge), events).await
+    }
+
+    async fn submit(
+        &self,
+        charge: Option<QuotaCharge>,
+        events: &[LogEvent],
+    ) -> Result<AppendOutcome, LogError> {
         let leaves = events
             .iter()
             .map(to_canonical_vec)
             .collect::<Result<Vec<_>, _>>()?;
         let (reply, answer) = oneshot::channel();
+        let item = LogAppend { charge, leaves };
         self.sender
-            .send(AppendRequestHandle(AppendRequest { leaves, reply }))
+            .send(AppendRequestHandle(AppendRequest { item, reply }))
             .await
             .map_err(|_| LogError::Closed)?;
         answer.await.map_err(|_| LogError::Closed)?
@@ -318,32 +344,34 @@ fn merkle_error(error: MerkleError<()>) -> LogError {
 /// The writer: takes every waiting request and commits them together.
 async fn write_loop(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<AppendRequestHandle>) {
     while let Some(AppendRequestHandle(first)) = receiver.recv().await {
-        let mut batch = vec![first];
-        let mut total = batch[0].leaves.len();
+        let mut total = first.item.leaves.len();
+        let mut items = vec![first.item];
+        let mut replies = vec![first.reply];
         while total < MAX_LEAVES_PER_COMMIT {
             match receiver.try_recv() {
                 Ok(AppendRequestHandle(next)) => {
-                    total += next.leaves.len();
-                    batch.push(next);
+                    total += next.item.leaves.len();
+                    items.push(next.item);
+                    replies.push(next.reply);
                 }
                 Err(_) => break,
             }
         }
-        let mut leaves = Vec::with_capacity(total);
-        let mut replies = Vec::with_capacity(batch.len());
-        for request in batch {
-            replies.push((request.leaves.len() as u64, request.reply));
-            leaves.extend(request.leaves);
-        }
-        match store.append_log(leaves).await {
-            Ok(mut next) => {
-                for (count, reply) in replies {
-                    let _ = reply.send(Ok(next));
-                    next += count;
+        match store.append_log(items).await {
+            Ok(outcomes) if outcomes.len() == replies.len() => {
+                for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Ok(_) => {
+                for reply in replies {
+                    let _ = reply.send(Err(LogError::Inconsistent(
+                        "the store answered for the wrong number of appends".into(),
+                    )));
                 }
             }
             Err(e) => {
-                for (_, reply) in replies {
+                for reply in replies {
                     let _ = reply.send(Err(LogError::Store(e.clone())));
                 }
             }

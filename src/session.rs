@@ -218,11 +218,22 @@ mod tests {
 
 /// Recently used sessions, so the signing path can authorise a request without a store read.
 /// Only fields that never change (subject, policy, keys, expiry) are trusted from here; whether
-/// the session is still live and has quota is decided by the store's atomic reservation.
+/// the session is still live and has quota is decided by the store, in the same transaction
+/// that logs the signatures. `used` is this replica's last view of the count: a pre-check that
+/// spares the HSM requests that are sure to be refused.
 #[derive(Debug)]
 pub struct SessionCache {
-    entries: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<SessionRecord>>>,
+    entries: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<CachedSession>>>,
     capacity: usize,
+}
+
+/// A cached session and the last count of its signatures seen here.
+#[derive(Debug)]
+pub struct CachedSession {
+    /// The session as read from the store.
+    pub record: SessionRecord,
+    /// Signatures used, as of the last commit seen by this replica.
+    pub used: std::sync::atomic::AtomicU64,
 }
 
 impl SessionCache {
@@ -235,21 +246,27 @@ impl SessionCache {
     }
 
     /// The cached session with this token hash.
-    pub fn get(&self, token_hash: &str) -> Option<std::sync::Arc<SessionRecord>> {
+    pub fn get(&self, token_hash: &str) -> Option<std::sync::Arc<CachedSession>> {
         self.entries.read().ok()?.get(token_hash).cloned()
     }
 
     /// Caches a session; when full, drops expired ones first, and everything if still full.
-    pub fn insert(&self, record: SessionRecord, now: i64) -> std::sync::Arc<SessionRecord> {
-        let record = std::sync::Arc::new(record);
+    pub fn insert(&self, record: SessionRecord, now: i64) -> std::sync::Arc<CachedSession> {
+        let record = std::sync::Arc::new(CachedSession {
+            used: std::sync::atomic::AtomicU64::new(record.used),
+            record,
+        });
         if let Ok(mut entries) = self.entries.write() {
             if entries.len() >= self.capacity {
-                entries.retain(|_, s| s.expires_at > now);
+                entries.retain(|_, s| s.record.expires_at > now);
                 if entries.len() >= self.capacity {
                     entries.clear();
                 }
             }
-            entries.insert(record.token_hash.clone(), std::sync::Arc::clone(&record));
+            entries.insert(
+                record.record.token_hash.clone(),
+                std::sync::Arc::clone(&record),
+            );
         }
         record
     }

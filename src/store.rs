@@ -73,6 +73,40 @@ pub enum QuotaOutcome {
     },
 }
 
+/// A charge of `count` signatures against a session, made with its log entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaCharge {
+    /// The session's token hash.
+    pub token_hash: String,
+    /// Signatures to charge.
+    pub count: u64,
+    /// Unix seconds; the session must not have expired by then.
+    pub now: i64,
+}
+
+/// One request's part of a group commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogAppend {
+    /// The quota to charge first, if any.
+    pub charge: Option<QuotaCharge>,
+    /// Leaves to append if the charge succeeds.
+    pub leaves: Vec<Vec<u8>>,
+}
+
+/// What became of one `LogAppend`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Charged (if charged) and appended.
+    Appended {
+        /// Index of the first leaf.
+        first_index: u64,
+        /// Quota left after the charge, if there was one.
+        remaining: Option<u64>,
+    },
+    /// The charge was refused (never `Reserved`); nothing was appended.
+    Refused(QuotaOutcome),
+}
+
 /// The lifecycle state of a key version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -166,18 +200,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The session whose token hashes to `token_hash`, if any (ended or expired ones too).
     async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError>;
 
-    /// Atomically reserves `count` signatures if the session is live at `now` and has quota left:
-    /// two concurrent calls can never together exceed the quota.
-    async fn reserve_quota(
-        &self,
-        token_hash: &str,
-        count: u64,
-        now: i64,
-    ) -> Result<QuotaOutcome, StoreError>;
-
-    /// Gives back `count` reserved signatures that were not made (the backend failed).
-    async fn release_quota(&self, token_hash: &str, count: u64) -> Result<(), StoreError>;
-
     /// Ends a session; false if there was no live session.
     async fn end_session(&self, token_hash: &str) -> Result<bool, StoreError>;
 
@@ -198,9 +220,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         log_index: u64,
     ) -> Result<(), StoreError>;
 
-    /// Appends leaves to the log in one durable transaction (fsynced before it returns), storing
-    /// their hashes and every Merkle node they complete; returns the index of the first.
-    async fn append_log(&self, leaves: Vec<Vec<u8>>) -> Result<u64, StoreError>;
+    /// Commits a batch of appends in one durable transaction (synced to disk before it returns).
+    /// Each append first charges its quota, if it has a charge: atomically, so concurrent
+    /// requests can never together exceed a session's quota; a refused charge appends nothing.
+    /// Leaves are stored with their hashes and every Merkle node they complete.
+    async fn append_log(&self, batch: Vec<LogAppend>) -> Result<Vec<AppendOutcome>, StoreError>;
 
     /// The number of leaves in the log.
     async fn log_size(&self) -> Result<u64, StoreError>;

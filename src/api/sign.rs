@@ -14,7 +14,8 @@ use crate::algorithm::Digest;
 use crate::app::AppState;
 use crate::log::event::LogEvent;
 use crate::session;
-use crate::store::QuotaOutcome;
+use crate::store::{AppendOutcome, QuotaCharge, QuotaOutcome};
+use std::sync::atomic::Ordering;
 
 /// The request: `digest` or `digests`, not both.
 #[derive(Debug, Deserialize)]
@@ -52,8 +53,8 @@ pub async fn sign(
 ) -> Result<Json<SignResponse>, ApiError> {
     let token_hash = session::hash_token(token.expose());
     let now = state.clock.now_unix();
-    let record = match state.sessions.get(&token_hash) {
-        Some(record) => record,
+    let cached = match state.sessions.get(&token_hash) {
+        Some(cached) => cached,
         None => {
             let record = state
                 .store
@@ -64,6 +65,7 @@ pub async fn sign(
             state.sessions.insert(record, now)
         }
     };
+    let record = &cached.record;
     audit.record(|a| {
         a.issuer = Some(record.issuer.clone());
         a.subject = Some(record.subject.clone());
@@ -119,15 +121,13 @@ pub async fn sign(
         .ok_or_else(|| ApiError::Internal(format!("key {} has no active version", request.key)))?;
 
     let count = digests.len() as u64;
-    match state.store.reserve_quota(&token_hash, count, now).await? {
-        QuotaOutcome::Reserved { .. } => {}
-        QuotaOutcome::Unknown => {
-            return Err(ApiError::InvalidToken(
-                "no live session for this token".into(),
-            ));
-        }
-        QuotaOutcome::Expired => return Err(ApiError::SessionExpired),
-        QuotaOutcome::Exhausted { remaining } => return Err(ApiError::QuotaExceeded { remaining }),
+    // A pre-check on this replica's view of the count spares the HSM work that the store would
+    // refuse anyway; the store's charge, made with the log entries, is what counts.
+    let seen_used = cached.used.load(Ordering::Relaxed);
+    if seen_used.saturating_add(count) > record.max_signatures {
+        return Err(ApiError::QuotaExceeded {
+            remaining: record.max_signatures.saturating_sub(seen_used),
+        });
     }
 
     let raw: Vec<Vec<u8>> = digests.iter().map(|d| d.bytes.clone()).collect();
@@ -137,26 +137,19 @@ pub async fn sign(
     audit.record(|a| a.backend_us = Some(backend_us));
     let signatures = match outcome {
         Ok(signatures) if signatures.len() == digests.len() => signatures,
-        outcome => {
-            // Nothing was signed: give the quota back so a backend outage does not spend it.
-            if let Err(e) = state.store.release_quota(&token_hash, count).await {
-                tracing::error!(error = %e, "could not release quota after a failed signing call");
-            }
-            return Err(match outcome {
-                Err(e) => e.into(),
-                Ok(_) => {
-                    ApiError::Internal("backend returned the wrong number of signatures".into())
-                }
-            });
+        Ok(_) => {
+            return Err(ApiError::Internal(
+                "backend returned the wrong number of signatures".into(),
+            ));
         }
+        Err(e) => return Err(e.into()),
     };
-    audit.record(|a| a.signatures = Some(signatures.len()));
     let events: Vec<LogEvent> = digests
         .iter()
         .zip(&signatures)
         .map(|(digest, signature)| {
             LogEvent::signature(
-                &record,
+                record,
                 &request.key,
                 active.version,
                 &active.key_id,
@@ -167,16 +160,42 @@ pub async fn sign(
             )
         })
         .collect();
-    // Durable before acknowledged: no signature leaves without its committed log entry.
-    let first_index = match state.log.append(&events).await {
-        Ok(index) => index,
-        Err(e) => {
-            if let Err(release) = state.store.release_quota(&token_hash, count).await {
-                tracing::error!(error = %release, "could not release quota after a failed log append");
+    // Quota and log entries commit together, durably, before anything is returned: a signature
+    // the quota refuses, or that could not be logged, never leaves the daemon.
+    let charge = QuotaCharge {
+        token_hash: token_hash.clone(),
+        count,
+        now,
+    };
+    let first_index = match state.log.append_charged(charge, &events).await? {
+        AppendOutcome::Appended {
+            first_index,
+            remaining,
+        } => {
+            if let Some(remaining) = remaining {
+                cached.used.store(
+                    record.max_signatures.saturating_sub(remaining),
+                    Ordering::Relaxed,
+                );
             }
-            return Err(e.into());
+            first_index
+        }
+        AppendOutcome::Refused(QuotaOutcome::Exhausted { remaining }) => {
+            cached.used.store(
+                record.max_signatures.saturating_sub(remaining),
+                Ordering::Relaxed,
+            );
+            return Err(ApiError::QuotaExceeded { remaining });
+        }
+        AppendOutcome::Refused(QuotaOutcome::Expired) => return Err(ApiError::SessionExpired),
+        AppendOutcome::Refused(_) => {
+            state.sessions.remove(&token_hash);
+            return Err(ApiError::InvalidToken(
+                "no live session for this token".into(),
+            ));
         }
     };
+    audit.record(|a| a.signatures = Some(signatures.len()));
     let signatures = digests
         .iter()
         .zip(signatures)

@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 
 use super::{
-    KeyState, KeyVersionRecord, QuotaOutcome, SessionRecord, Store, StoreError, StoredCheckpoint,
-    StoredEntry,
+    AppendOutcome, KeyState, KeyVersionRecord, LogAppend, QuotaCharge, QuotaOutcome, SessionRecord,
+    Store, StoreError, StoredCheckpoint, StoredEntry,
 };
 use crate::log::merkle::{self, Hash};
 
@@ -204,12 +204,50 @@ fn finish_session((mut record, keys, claims): SessionRow) -> Result<SessionRecor
     Ok(record)
 }
 
-/// Appends leaves and the Merkle nodes they complete in one transaction.
-fn append_leaves(c: &mut Connection, leaves: &[Vec<u8>]) -> Result<u64, StoreError> {
+/// Charges `count` signatures to a session if it is live at `now` and has quota left. One
+/// conditional UPDATE: the check and the increment are a single atomic step.
+fn charge_quota(c: &Connection, charge: &QuotaCharge) -> Result<QuotaOutcome, StoreError> {
+    let reserved: Option<i64> = c
+        .prepare_cached(
+            "UPDATE sessions SET used = used + ?2 \
+             WHERE token_hash = ?1 AND ended = 0 AND expires_at > ?3 AND used + ?2 <= max_signatures \
+             RETURNING max_signatures - used",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_row(params![charge.token_hash, to_i64(charge.count), charge.now], |row| row.get(0))
+                .optional()
+        })
+        .map_err(unavailable)?;
+    if let Some(remaining) = reserved {
+        return Ok(QuotaOutcome::Reserved {
+            remaining: remaining.max(0) as u64,
+        });
+    }
+    let current: Option<(bool, i64, i64, i64)> = c
+        .query_row(
+            "SELECT ended, expires_at, max_signatures, used FROM sessions WHERE token_hash = ?1",
+            [&charge.token_hash],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    Ok(match current {
+        None | Some((true, ..)) => QuotaOutcome::Unknown,
+        Some((_, expires_at, ..)) if expires_at <= charge.now => QuotaOutcome::Expired,
+        Some((_, _, max, used)) => QuotaOutcome::Exhausted {
+            remaining: max.saturating_sub(used).max(0) as u64,
+        },
+    })
+}
+
+/// Charges quotas and appends leaves and the Merkle nodes they complete, in one transaction.
+fn append_batch(c: &mut Connection, batch: &[LogAppend]) -> Result<Vec<AppendOutcome>, StoreError> {
     let tx = c
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(unavailable)?;
-    let first = log_size(&tx)?;
+    let mut next = log_size(&tx)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
     let mut written: HashMap<(u32, u64), Hash> = HashMap::new();
     {
         let mut insert_entry = tx
@@ -221,34 +259,51 @@ fn append_leaves(c: &mut Connection, leaves: &[Vec<u8>]) -> Result<u64, StoreErr
         let mut read_node = tx
             .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2")
             .map_err(unavailable)?;
-        for (offset, leaf) in leaves.iter().enumerate() {
-            let index = first + offset as u64;
-            let hash = merkle::leaf_hash(leaf);
-            insert_entry
-                .execute(params![to_i64(index), leaf, hash.as_slice()])
-                .map_err(unavailable)?;
-            let writes = merkle::append_nodes(index, hash, |level, position| {
-                if let Some(hash) = written.get(&(level, position)) {
-                    return Ok(*hash);
+        for item in batch {
+            let remaining = match &item.charge {
+                None => None,
+                Some(charge) => match charge_quota(&tx, charge)? {
+                    QuotaOutcome::Reserved { remaining } => Some(remaining),
+                    refused => {
+                        outcomes.push(AppendOutcome::Refused(refused));
+                        continue;
+                    }
+                },
+            };
+            outcomes.push(AppendOutcome::Appended {
+                first_index: next,
+                remaining,
+            });
+            for leaf in &item.leaves {
+                let index = next;
+                next += 1;
+                let hash = merkle::leaf_hash(leaf);
+                insert_entry
+                    .execute(params![to_i64(index), leaf, hash.as_slice()])
+                    .map_err(unavailable)?;
+                let writes = merkle::append_nodes(index, hash, |level, position| {
+                    if let Some(hash) = written.get(&(level, position)) {
+                        return Ok(*hash);
+                    }
+                    let stored: Option<Vec<u8>> = read_node
+                        .query_row(params![level, to_i64(position)], |row| row.get(0))
+                        .optional()
+                        .map_err(unavailable)?;
+                    to_hash(stored.ok_or_else(|| {
+                        StoreError::Corrupt(format!("log node ({level}, {position}) is missing"))
+                    })?)
+                })?;
+                for (level, position, hash) in writes {
+                    insert_node
+                        .execute(params![level, to_i64(position), hash.as_slice()])
+                        .map_err(unavailable)?;
+                    written.insert((level, position), hash);
                 }
-                let stored: Option<Vec<u8>> = read_node
-                    .query_row(params![level, to_i64(position)], |row| row.get(0))
-                    .optional()
-                    .map_err(unavailable)?;
-                to_hash(stored.ok_or_else(|| {
-                    StoreError::Corrupt(format!("log node ({level}, {position}) is missing"))
-                })?)
-            })?;
-            for (level, position, hash) in writes {
-                insert_node
-                    .execute(params![level, to_i64(position), hash.as_slice()])
-                    .map_err(unavailable)?;
-                written.insert((level, position), hash);
             }
         }
     }
     tx.commit().map_err(unavailable)?;
-    Ok(first)
+    Ok(outcomes)
 }
 
 fn log_size(c: &Connection) -> Result<u64, StoreError> {
@@ -320,63 +375,6 @@ impl Store for SqliteStore {
             .map_err(unavailable)?
             .map(finish_session)
             .transpose()
-        })
-        .await
-    }
-
-    async fn reserve_quota(
-        &self,
-        token_hash: &str,
-        count: u64,
-        now: i64,
-    ) -> Result<QuotaOutcome, StoreError> {
-        let hash = token_hash.to_string();
-        self.call(move |c| {
-            // One conditional UPDATE: the check and the increment are a single atomic step.
-            let reserved: Option<i64> = c
-                .query_row(
-                    "UPDATE sessions SET used = used + ?2 \
-                     WHERE token_hash = ?1 AND ended = 0 AND expires_at > ?3 AND used + ?2 <= max_signatures \
-                     RETURNING max_signatures - used",
-                    params![hash, to_i64(count), now],
-                    |row| row.get(0),
-                )
-                .optional()
-                .map_err(unavailable)?;
-            if let Some(remaining) = reserved {
-                return Ok(QuotaOutcome::Reserved {
-                    remaining: remaining.max(0) as u64,
-                });
-            }
-            let current = c
-                .query_row(
-                    &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?1"),
-                    [&hash],
-                    session_from_row,
-                )
-                .optional()
-                .map_err(unavailable)?;
-            Ok(match current {
-                None => QuotaOutcome::Unknown,
-                Some((s, _, _)) if s.ended => QuotaOutcome::Unknown,
-                Some((s, _, _)) if s.expires_at <= now => QuotaOutcome::Expired,
-                Some((s, _, _)) => QuotaOutcome::Exhausted {
-                    remaining: s.max_signatures.saturating_sub(s.used),
-                },
-            })
-        })
-        .await
-    }
-
-    async fn release_quota(&self, token_hash: &str, count: u64) -> Result<(), StoreError> {
-        let hash = token_hash.to_string();
-        self.call(move |c| {
-            c.execute(
-                "UPDATE sessions SET used = MAX(used - ?2, 0) WHERE token_hash = ?1",
-                params![hash, to_i64(count)],
-            )
-            .map_err(unavailable)?;
-            Ok(())
         })
         .await
     }
@@ -506,11 +504,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn append_log(&self, leaves: Vec<Vec<u8>>) -> Result<u64, StoreError> {
+    async fn append_log(&self, batch: Vec<LogAppend>) -> Result<Vec<AppendOutcome>, StoreError> {
         self.call(move |c| {
             c.pragma_update(None, "synchronous", "FULL")
                 .map_err(unavailable)?;
-            let outcome = append_leaves(c, &leaves);
+            let outcome = append_batch(c, &batch);
             // Back to NORMAL for sessions and quota, whatever happened.
             c.pragma_update(None, "synchronous", "NORMAL")
                 .map_err(unavailable)?;
@@ -665,7 +663,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn quota_is_never_overspent() {
+    async fn quota_is_charged_with_the_log_entries() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&dir.path().join("s.db"))
             .await
@@ -674,31 +672,70 @@ mod tests {
             .create_session(&session("h", 3))
             .await
             .expect("create");
-        assert!(matches!(
-            store.reserve_quota("h", 2, 150).await,
-            Ok(QuotaOutcome::Reserved { remaining: 1 })
-        ));
+        let charge = |hash: &str, count: u64, now: i64| LogAppend {
+            charge: Some(QuotaCharge {
+                token_hash: hash.into(),
+                count,
+                now,
+            }),
+            leaves: (0..count)
+                .map(|i| format!("leaf {i}").into_bytes())
+                .collect(),
+        };
+        // One commit: the second charge no longer fits, the third does; refused ones append nothing.
+        let outcomes = store
+            .append_log(vec![
+                charge("h", 2, 150),
+                charge("h", 2, 150),
+                charge("h", 1, 150),
+            ])
+            .await
+            .expect("append");
         assert_eq!(
-            store.reserve_quota("h", 2, 150).await,
-            Ok(QuotaOutcome::Exhausted { remaining: 1 })
+            outcomes,
+            vec![
+                AppendOutcome::Appended {
+                    first_index: 0,
+                    remaining: Some(1)
+                },
+                AppendOutcome::Refused(QuotaOutcome::Exhausted { remaining: 1 }),
+                AppendOutcome::Appended {
+                    first_index: 2,
+                    remaining: Some(0)
+                },
+            ]
         );
-        store.release_quota("h", 2).await.expect("release");
-        assert!(matches!(
-            store.reserve_quota("h", 3, 150).await,
-            Ok(QuotaOutcome::Reserved { remaining: 0 })
-        ));
+        assert_eq!(store.log_size().await, Ok(3));
+        let outcomes = store
+            .append_log(vec![
+                charge("h", 1, 250),
+                charge("nope", 1, 150),
+                LogAppend {
+                    charge: None,
+                    leaves: vec![b"x".to_vec()],
+                },
+            ])
+            .await
+            .expect("append");
         assert_eq!(
-            store.reserve_quota("h", 1, 250).await,
-            Ok(QuotaOutcome::Expired)
-        );
-        assert_eq!(
-            store.reserve_quota("nope", 1, 150).await,
-            Ok(QuotaOutcome::Unknown)
+            outcomes,
+            vec![
+                AppendOutcome::Refused(QuotaOutcome::Expired),
+                AppendOutcome::Refused(QuotaOutcome::Unknown),
+                AppendOutcome::Appended {
+                    first_index: 3,
+                    remaining: None
+                },
+            ]
         );
         assert!(store.end_session("h").await.expect("end"));
+        let outcomes = store
+            .append_log(vec![charge("h", 0, 150)])
+            .await
+            .expect("append");
         assert_eq!(
-            store.reserve_quota("h", 0, 150).await,
-            Ok(QuotaOutcome::Unknown)
+            outcomes,
+            vec![AppendOutcome::Refused(QuotaOutcome::Unknown)]
         );
     }
 
