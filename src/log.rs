@@ -86,7 +86,14 @@ impl Log {
     /// Starts the writer task over `store`.
     pub fn start(store: Arc<dyn Store>, origin: &str) -> Log {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(write_loop(Arc::clone(&store), receiver));
+        let writer_store = Arc::clone(&store);
+        // The thread ends when every `Log` (and so every sender) is dropped.
+        let spawned = std::thread::Builder::new()
+            .name("signet-log-writer".into())
+            .spawn(move || write_loop(writer_store, receiver));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the log writer thread; appends will fail");
+        }
         Log {
             store,
             sender,
@@ -341,9 +348,9 @@ fn merkle_error(error: MerkleError<()>) -> LogError {
     }
 }
 
-/// The writer: takes every waiting request and commits them together.
-async fn write_loop(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<AppendRequestHandle>) {
-    while let Some(AppendRequestHandle(first)) = receiver.recv().await {
+/// The writer thread: takes every waiting request and commits them together.
+fn write_loop(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<AppendRequestHandle>) {
+    while let Some(AppendRequestHandle(first)) = receiver.blocking_recv() {
         let mut total = first.item.leaves.len();
         let mut items = vec![first.item];
         let mut replies = vec![first.reply];
@@ -357,7 +364,16 @@ async fn write_loop(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<AppendRe
                 Err(_) => break,
             }
         }
-        match store.append_log(items).await {
+        let appends = items.len();
+        let started = std::time::Instant::now();
+        let result = store.append_log_blocking(items);
+        tracing::debug!(
+            appends,
+            leaves = total,
+            commit_us = started.elapsed().as_micros() as u64,
+            "log commit"
+        );
+        match result {
             Ok(outcomes) if outcomes.len() == replies.len() => {
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {
                     let _ = reply.send(Ok(outcome));

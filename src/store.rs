@@ -224,7 +224,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Each append first charges its quota, if it has a charge: atomically, so concurrent
     /// requests can never together exceed a session's quota; a refused charge appends nothing.
     /// Leaves are stored with their hashes and every Merkle node they complete.
-    async fn append_log(&self, batch: Vec<LogAppend>) -> Result<Vec<AppendOutcome>, StoreError>;
+    ///
+    /// Called on the log's own writer thread, which may block: the commit waits for the disk,
+    /// and a thread of its own spares the async workers and the hand-offs between them.
+    fn append_log_blocking(&self, batch: Vec<LogAppend>) -> Result<Vec<AppendOutcome>, StoreError>;
 
     /// The number of leaves in the log.
     async fn log_size(&self) -> Result<u64, StoreError>;

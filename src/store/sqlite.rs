@@ -77,6 +77,31 @@ CREATE TABLE log_checkpoints (
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
+    /// Keeps the WAL checkpointing thread running while any clone of the store lives.
+    _alive: Arc<()>,
+}
+
+/// How often the WAL is copied back into the database, off the writer's path.
+const WAL_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Copies the WAL into the database in the background (PASSIVE: never blocks the writer), so
+/// commits never pay for a checkpoint themselves. Stops when the store is dropped.
+fn spawn_wal_checkpointer(connection: Connection, alive: std::sync::Weak<()>) {
+    let spawned = std::thread::Builder::new()
+        .name("signet-wal-checkpoint".into())
+        .spawn(move || {
+            while alive.upgrade().is_some() {
+                std::thread::sleep(WAL_CHECKPOINT_INTERVAL);
+                if let Err(e) =
+                    connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the WAL checkpoint thread; SQLite will checkpoint inline");
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -87,7 +112,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
-        let (writer, reader) = tokio::task::spawn_blocking(move || -> Result<(Connection, Connection), StoreError> {
+        let (writer, reader, checkpointer) = tokio::task::spawn_blocking(move || -> Result<(Connection, Connection, Connection), StoreError> {
             let open = || Connection::open(&path).map_err(|e| unavailable(format!("{}: {e}", path.display())));
             let mut writer = open()?;
             // Sessions and quota commit with synchronous=NORMAL: a commit survives a crash of
@@ -98,17 +123,28 @@ impl SqliteStore {
                 .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
                 .map_err(unavailable)?;
             migrate(&mut writer)?;
+            // Checkpoints run on their own thread (see `spawn_wal_checkpointer`).
+            writer
+                .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+                .map_err(unavailable)?;
+            let checkpointer = open()?;
+            checkpointer
+                .execute_batch("PRAGMA busy_timeout = 5000;")
+                .map_err(unavailable)?;
             let reader = open()?;
             reader
                 .execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")
                 .map_err(unavailable)?;
-            Ok((writer, reader))
+            Ok((writer, reader, checkpointer))
         })
         .await
         .map_err(unavailable)??;
+        let alive = Arc::new(());
+        spawn_wal_checkpointer(checkpointer, Arc::downgrade(&alive));
         Ok(SqliteStore {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
+            _alive: alive,
         })
     }
 
@@ -504,18 +540,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn append_log(&self, batch: Vec<LogAppend>) -> Result<Vec<AppendOutcome>, StoreError> {
-        self.call(move |c| {
-            c.pragma_update(None, "synchronous", "FULL")
-                .map_err(unavailable)?;
-            let outcome = append_batch(c, &batch);
-            // Back to NORMAL for sessions and quota, whatever happened.
-            c.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(unavailable)?;
-            outcome
-        })
-        .await
+    fn append_log_blocking(&self, batch: Vec<LogAppend>) -> Result<Vec<AppendOutcome>, StoreError> {
+        let mut c = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Unavailable("store connection poisoned".into()))?;
+        c.pragma_update(None, "synchronous", "FULL")
+            .map_err(unavailable)?;
+        let outcome = append_batch(&mut c, &batch);
+        // Back to NORMAL for sessions and quota, whatever happened.
+        c.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(unavailable)?;
+        outcome
     }
+
     async fn log_size(&self) -> Result<u64, StoreError> {
         self.read(|c| log_size(c)).await
     }
@@ -684,7 +722,7 @@ mod tests {
         };
         // One commit: the second charge no longer fits, the third does; refused ones append nothing.
         let outcomes = store
-            .append_log(vec![
+            .append_log_blocking(vec![
                 charge("h", 2, 150),
                 charge("h", 2, 150),
                 charge("h", 1, 150),
@@ -707,7 +745,7 @@ mod tests {
         );
         assert_eq!(store.log_size().await, Ok(3));
         let outcomes = store
-            .append_log(vec![
+            .append_log_blocking(vec![
                 charge("h", 1, 250),
                 charge("nope", 1, 150),
                 LogAppend {
@@ -730,7 +768,7 @@ mod tests {
         );
         assert!(store.end_session("h").await.expect("end"));
         let outcomes = store
-            .append_log(vec![charge("h", 0, 150)])
+            .append_log_blocking(vec![charge("h", 0, 150)])
             .await
             .expect("append");
         assert_eq!(
