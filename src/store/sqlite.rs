@@ -54,11 +54,13 @@ CREATE TABLE log_entries (
     leaf      BLOB NOT NULL,
     leaf_hash BLOB NOT NULL
 );
+-- Perfect-subtree hashes, keyed by the last leaf they cover so that the nodes one append
+-- completes sit together at the B-tree's right edge (one page per commit, not one per level).
 CREATE TABLE log_nodes (
-    level INTEGER NOT NULL,
-    idx   INTEGER NOT NULL,
-    hash  BLOB NOT NULL,
-    PRIMARY KEY (level, idx)
+    last_leaf INTEGER NOT NULL,
+    level     INTEGER NOT NULL,
+    hash      BLOB NOT NULL,
+    PRIMARY KEY (last_leaf, level)
 ) WITHOUT ROWID;
 CREATE TABLE log_checkpoints (
     size       INTEGER PRIMARY KEY,
@@ -290,10 +292,10 @@ fn append_batch(c: &mut Connection, batch: &[LogAppend]) -> Result<Vec<AppendOut
             .prepare_cached("INSERT INTO log_entries (idx, leaf, leaf_hash) VALUES (?1, ?2, ?3)")
             .map_err(unavailable)?;
         let mut insert_node = tx
-            .prepare_cached("INSERT INTO log_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")
+            .prepare_cached("INSERT INTO log_nodes (level, last_leaf, hash) VALUES (?1, ?2, ?3)")
             .map_err(unavailable)?;
         let mut read_node = tx
-            .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2")
+            .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND last_leaf = ?2")
             .map_err(unavailable)?;
         for item in batch {
             let remaining = match &item.charge {
@@ -322,7 +324,7 @@ fn append_batch(c: &mut Connection, batch: &[LogAppend]) -> Result<Vec<AppendOut
                         return Ok(*hash);
                     }
                     let stored: Option<Vec<u8>> = read_node
-                        .query_row(params![level, to_i64(position)], |row| row.get(0))
+                        .query_row(params![level, last_leaf(level, position)], |row| row.get(0))
                         .optional()
                         .map_err(unavailable)?;
                     to_hash(stored.ok_or_else(|| {
@@ -331,7 +333,7 @@ fn append_batch(c: &mut Connection, batch: &[LogAppend]) -> Result<Vec<AppendOut
                 })?;
                 for (level, position, hash) in writes {
                     insert_node
-                        .execute(params![level, to_i64(position), hash.as_slice()])
+                        .execute(params![level, last_leaf(level, position), hash.as_slice()])
                         .map_err(unavailable)?;
                     written.insert((level, position), hash);
                 }
@@ -357,6 +359,15 @@ fn to_hash(bytes: Vec<u8>) -> Result<Hash, StoreError> {
     bytes
         .try_into()
         .map_err(|_| StoreError::Corrupt("a stored hash is not 32 bytes".into()))
+}
+
+/// The last leaf covered by the perfect subtree `(level, index)`, the key it is stored under.
+fn last_leaf(level: u32, index: u64) -> i64 {
+    let last = index
+        .checked_add(1)
+        .and_then(|n| n.checked_shl(level))
+        .map_or(u64::MAX, |n| n - 1);
+    to_i64(last)
 }
 
 fn to_i64(value: u64) -> i64 {
@@ -585,13 +596,13 @@ impl Store for SqliteStore {
     async fn log_nodes(&self, positions: Vec<(u32, u64)>) -> Result<Vec<Option<Hash>>, StoreError> {
         self.read(move |c| {
             let mut statement = c
-                .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2")
+                .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND last_leaf = ?2")
                 .map_err(unavailable)?;
             positions
                 .iter()
                 .map(|(level, index)| {
                     let stored: Option<Vec<u8>> = statement
-                        .query_row(params![level, to_i64(*index)], |row| row.get(0))
+                        .query_row(params![level, last_leaf(*level, *index)], |row| row.get(0))
                         .optional()
                         .map_err(unavailable)?;
                     stored.map(to_hash).transpose()
@@ -727,7 +738,6 @@ mod tests {
                 charge("h", 2, 150),
                 charge("h", 1, 150),
             ])
-            .await
             .expect("append");
         assert_eq!(
             outcomes,
@@ -753,7 +763,6 @@ mod tests {
                     leaves: vec![b"x".to_vec()],
                 },
             ])
-            .await
             .expect("append");
         assert_eq!(
             outcomes,
@@ -769,7 +778,6 @@ mod tests {
         assert!(store.end_session("h").await.expect("end"));
         let outcomes = store
             .append_log_blocking(vec![charge("h", 0, 150)])
-            .await
             .expect("append");
         assert_eq!(
             outcomes,

@@ -479,7 +479,7 @@ async fn an_edited_node_is_caught_by_consistency_with_an_earlier_checkpoint() {
     // Corrupt the stored hash of the first four leaves' subtree.
     let h = tamper(
         h,
-        "UPDATE log_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 0;",
+        "UPDATE log_nodes SET hash = zeroblob(32) WHERE level = 2 AND last_leaf = 3;",
     )
     .await;
     let _ = sign_some(&h, 2).await;
