@@ -224,6 +224,10 @@ In another terminal, sign a file and verify the signature with OpenSSL:
   # 4. the public key from the JWKS, and an independent check
   {signet} keys pem --jwks {server}/.well-known/jwks.json --kid "$(cat kid.txt)" > pub.pem
   openssl dgst -sha256 -verify pub.pem -signature model.bin.sig model.bin
+  # 5. the signature's entry in the tamper-evident log, proven against a signed checkpoint,
+  #    and the whole log checked (the state file remembers it for the next check)
+  {signet} log prove --server {server} --index "$(python3 -c 'import json; print(json.load(open("sign.json"))["signatures"][0]["log_index"])')"
+  {signet} log verify --server {server} --state log-state.json --full
 
 Stop with Ctrl-C."#,
         dir = dir.display()

@@ -65,6 +65,11 @@ fn the_printed_walkthrough_signs_and_openssl_verifies() {
         "walk-through failed:\n{script}\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("Verified OK"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("is included in the signed checkpoint"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("log verified"), "{stdout}\n{stderr}");
     let _ = child.kill();
     let _ = child.wait();
 
