@@ -58,6 +58,41 @@ impl Harness {
         }
     }
 
+    /// Stops the daemon with SIGTERM (it must exit cleanly), runs `while_stopped` on the token
+    /// folder (where the database is), and starts it again on the same config.
+    pub async fn restart(self, while_stopped: impl FnOnce(&std::path::Path)) -> Harness {
+        let Harness {
+            hsm,
+            issuer,
+            daemon,
+            http,
+        } = self;
+        let config_path = daemon.config_path.clone();
+        assert!(daemon.stop().await.success(), "clean exit on SIGTERM");
+        while_stopped(hsm.dir.path());
+        let daemon = Daemon::start_with_config_file(&hsm, config_path)
+            .await
+            .unwrap_or_else(|stderr| panic!("restart failed:\n{stderr}"));
+        Harness {
+            hsm,
+            issuer,
+            daemon,
+            http,
+        }
+    }
+
+    /// GET a JSON document from the daemon.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(self.daemon.url(path))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
     /// POST /v1/sessions with `id_token` and an optional body.
     pub async fn open_session(&self, id_token: &str, body: Option<Value>) -> reqwest::Response {
         let mut request = self

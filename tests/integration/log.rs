@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use crate::harness::{Daemon, Harness, problem, sha256_digest};
+use crate::harness::{Harness, problem, sha256_digest};
 
 /// Runs `signet log ARGS` and returns (exit code, stdout, stderr).
 pub fn signet_log(args: &[&str]) -> (i32, String, String) {
@@ -53,17 +53,6 @@ pub async fn wait_for_checkpoint(h: &Harness, size: u64) -> String {
     }
 }
 
-async fn get_json(h: &Harness, path: &str) -> Value {
-    h.http
-        .get(h.daemon.url(path))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json")
-}
-
 async fn sign_some(h: &Harness, count: u32) -> Vec<Value> {
     let session = h.session_with(Some(json!({"max_signatures": 100}))).await;
     let digests: Vec<String> = (0..count)
@@ -92,7 +81,7 @@ async fn every_signature_is_logged_at_its_index() {
     assert_eq!(indexes[2], indexes[0] + 2);
     for signed in &signatures {
         let index = signed["log_index"].as_u64().expect("index");
-        let entry = get_json(&h, &format!("/v1/log/entries/{index}")).await;
+        let entry = h.get_json(&format!("/v1/log/entries/{index}")).await;
         let event = &entry["entry"];
         assert_eq!(event["kind"], "signature");
         assert_eq!(event["digest"], signed["digest"]);
@@ -143,7 +132,7 @@ async fn sessions_and_keys_are_logged_without_tokens() {
         .await
         .expect("delete");
     assert_eq!(ended.status().as_u16(), 204);
-    let size = get_json(&h, "/v1/log/entries?start=0&end=1").await; // at least one entry
+    let size = h.get_json("/v1/log/entries?start=0&end=1").await; // at least one entry
     assert!(size.as_array().is_some_and(|a| !a.is_empty()));
     let note = wait_for_checkpoint(&h, 5).await;
     let size: u64 = note
@@ -151,7 +140,9 @@ async fn sessions_and_keys_are_logged_without_tokens() {
         .nth(1)
         .and_then(|l| l.parse().ok())
         .expect("size");
-    let entries = get_json(&h, &format!("/v1/log/entries?start=0&end={size}")).await;
+    let entries = h
+        .get_json(&format!("/v1/log/entries?start=0&end={size}"))
+        .await;
     let kinds: Vec<&str> = entries
         .as_array()
         .expect("array")
@@ -372,26 +363,11 @@ async fn bad_log_requests_are_400_or_404() {
 
 /// Stops the daemon, runs `edit` on its SQLite file, starts it again.
 async fn tamper(h: Harness, edit: &str) -> Harness {
-    let Harness {
-        hsm,
-        issuer,
-        daemon,
-        http,
-    } = h;
-    let config_path = daemon.config_path.clone();
-    assert!(daemon.stop().await.success());
-    let connection = rusqlite::Connection::open(hsm.dir.path().join("signet.db")).expect("open db");
-    connection.execute_batch(edit).expect("tamper");
-    drop(connection);
-    let daemon = Daemon::start_with_config_file(&hsm, config_path)
-        .await
-        .expect("restart");
-    Harness {
-        hsm,
-        issuer,
-        daemon,
-        http,
-    }
+    h.restart(|dir| {
+        let connection = rusqlite::Connection::open(dir.join("signet.db")).expect("open db");
+        connection.execute_batch(edit).expect("tamper");
+    })
+    .await
 }
 
 #[tokio::test]

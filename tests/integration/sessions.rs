@@ -2,7 +2,7 @@
 //! persistence across a restart.
 use serde_json::{Value, json};
 
-use crate::harness::{Daemon, Harness, problem, sha256_digest};
+use crate::harness::{Harness, problem, sha256_digest};
 
 fn sign_body(data: &[u8]) -> Value {
     json!({"key": "model-signing", "digest": sha256_digest(data)})
@@ -227,23 +227,7 @@ async fn sessions_and_keys_survive_a_restart() {
     let h = Harness::start().await;
     let session = h.session().await;
     let before = h.jwks().await;
-    let Harness {
-        hsm,
-        issuer,
-        daemon,
-        http,
-    } = h;
-    let config_path = daemon.config_path.clone();
-    assert!(daemon.stop().await.success(), "clean exit on SIGTERM");
-    let daemon = Daemon::start_with_config_file(&hsm, config_path)
-        .await
-        .expect("restart");
-    let h = Harness {
-        hsm,
-        issuer,
-        daemon,
-        http,
-    };
+    let h = h.restart(|_| {}).await;
     assert_eq!(h.jwks().await, before, "same keys and kids after a restart");
     let response = h.sign(&session, sign_body(b"after restart")).await;
     assert_eq!(response.status().as_u16(), 200);
