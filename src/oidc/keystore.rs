@@ -190,7 +190,7 @@ impl IssuerKeys {
             .get("keys")
             .and_then(Value::as_array)
             .ok_or_else(|| self.unavailable("JWKS has no keys array".into()))?;
-        // Keys that cannot verify tokens (symmetric, encryption-only, unknown types) are skipped
+        // Keys that cannot verify tokens (symmetric, encryption-only, unknown types) are left out
         // one by one, so one odd key does not disable the issuer.
         Ok(entries.iter().filter_map(issuer_key).collect())
     }
