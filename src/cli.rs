@@ -3,6 +3,7 @@
 pub mod dev;
 pub mod keys;
 pub mod log;
+pub mod manifest;
 pub mod serve;
 
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ pub enum Command {
     },
     /// A self-contained local daemon for trying signet out (development only).
     Dev(dev::DevArgs),
+    /// Write a model's manifest (per-file SHA-256 and sizes, provenance) as canonical JSON.
+    Manifest(manifest::ManifestArgs),
     /// Inspect keys.
     Keys {
         /// What to do.
@@ -97,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Serve { config } => serve::run(&config),
         Command::CheckConfig { config } => serve::check(&config),
         Command::Dev(args) => dev::run(args),
+        Command::Manifest(args) => manifest::run(args),
         Command::Keys { command } => keys::run(command),
         Command::Log { command } => log::run(command),
     };

@@ -13,7 +13,11 @@
 //! - [`keys`]: logical keys, their versions and the backend keys behind them.
 //! - [`jwks`]: public keys as JWKs with RFC 7638 thumbprints as `kid`.
 //! - [`algorithm`]: signing algorithms (JOSE names) and `sha256:<hex>` digests.
+//! - [`log`]: the tamper-evident log: RFC 9162 Merkle tree, group commit, C2SP checkpoints.
+//! - [`canonical`]: RFC 8785 canonical JSON (log leaves, manifests).
+//! - [`manifest`]: the model manifest: per-file SHA-256 and provenance.
 //! - [`api`]: the HTTP API and the one error to problem+json mapping.
+//! - [`client`]: the HTTP client the CLI uses.
 //! - [`cli`]: the `signet` command line.
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::unwrap_used)]
@@ -30,6 +34,7 @@ pub mod config;
 pub mod jwks;
 pub mod keys;
 pub mod log;
+pub mod manifest;
 pub mod oidc;
 pub mod policy;
 pub mod session;

@@ -8,6 +8,7 @@ mod dev;
 mod jwks;
 mod log;
 mod log_crash;
+mod manifest;
 mod oidc;
 mod pkcs11;
 mod sessions;

@@ -1,0 +1,502 @@
+//! The model manifest: every file's path, size and SHA-256, with the build's provenance (git
+//! commit, dataset, training image, parameters), as RFC 8785 canonical JSON.
+//!
+//! The walk is deterministic: relative `/`-separated paths in byte order. `.git` and signet's
+//! own output files are left out; symlinks are followed only to files inside the model
+//! directory. Files are hashed in parallel, each in large sequential reads, so memory stays flat
+//! whatever the model's size.
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::algorithm::Digest;
+use crate::canonical::{CanonicalError, to_canonical_vec};
+
+/// The manifest format's version.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Files signet writes beside a model; never part of its manifest.
+pub const OUTPUT_FILES: &[&str] = &[
+    "manifest.json",
+    "manifest.json.sig",
+    "model.sig",
+    "signet-receipt.json",
+];
+
+/// Read size per call: big sequential reads keep the disk and SHA-NI busy.
+const READ_BUFFER: usize = 4 * 1024 * 1024;
+
+/// One file of the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Relative path with `/` separators.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// `sha256:<hex>`.
+    pub digest: String,
+}
+
+/// The dataset a model was trained on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dataset {
+    /// Its identifier (name, URI, registry id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Its content digest, `sha256:<hex>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// The tool that made the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tool {
+    /// `signet`.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+}
+
+/// The manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version.
+    pub manifest_version: u32,
+    /// Every file, in path order.
+    pub files: Vec<FileEntry>,
+    /// The training code's git commit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<String>,
+    /// The training data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<Dataset>,
+    /// The training image, by digest (`sha256:<hex>` or `name@sha256:<hex>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub training_image: Option<String>,
+    /// Free parameters (hyper-parameters, run names).
+    pub parameters: BTreeMap<String, String>,
+    /// The tool that made it.
+    pub tool: Tool,
+}
+
+/// What the caller states about the build.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    /// Git commit; `None` means "use the repository's HEAD if the work tree is clean".
+    pub git_commit: Option<String>,
+    /// Dataset id.
+    pub dataset_id: Option<String>,
+    /// Dataset digest.
+    pub dataset_digest: Option<String>,
+    /// Training image digest.
+    pub training_image: Option<String>,
+    /// Free parameters.
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// Why a manifest could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// A file or directory could not be read; nothing is skipped silently.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A symlink points outside the model directory (or nowhere).
+    #[error("{path} is a symlink that leaves the model directory; refusing to follow it")]
+    SymlinkEscapes {
+        /// The link.
+        path: PathBuf,
+    },
+    /// A symlink to a directory (not followed, to keep the walk finite and predictable).
+    #[error("{path} is a symlink to a directory; replace it with the directory or a file link")]
+    SymlinkedDirectory {
+        /// The link.
+        path: PathBuf,
+    },
+    /// A path that is not valid UTF-8 cannot be named in JSON faithfully.
+    #[error("{path} is not a UTF-8 path")]
+    NonUtf8Path {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Something other than a file, directory or symlink (socket, device, FIFO).
+    #[error("{path} is not a regular file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A provenance value is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The manifest could not be serialized canonically.
+    #[error(transparent)]
+    Canonical(#[from] CanonicalError),
+}
+
+/// Makes the manifest of the file or directory at `model`.
+pub fn build(
+    model: &Path,
+    provenance: &Provenance,
+    skip: &[PathBuf],
+) -> Result<Manifest, ManifestError> {
+    let git_commit = match &provenance.git_commit {
+        Some(commit) => Some(check_git_commit(commit)?),
+        None => git_head(model),
+    };
+    let dataset = match (&provenance.dataset_id, &provenance.dataset_digest) {
+        (None, None) => None,
+        (id, digest) => {
+            if let Some(digest) = digest {
+                Digest::parse(digest)
+                    .map_err(|e| ManifestError::Invalid(format!("--dataset-digest: {e}")))?;
+            }
+            Some(Dataset {
+                id: id.clone(),
+                digest: digest.clone(),
+            })
+        }
+    };
+    let training_image = provenance
+        .training_image
+        .as_deref()
+        .map(check_image_digest)
+        .transpose()?;
+    let files = hash_files(list_files(model, skip)?)?;
+    Ok(Manifest {
+        manifest_version: MANIFEST_VERSION,
+        files,
+        git_commit,
+        dataset,
+        training_image,
+        parameters: provenance.parameters.clone(),
+        tool: Tool {
+            name: "signet".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+    })
+}
+
+impl Manifest {
+    /// The canonical JSON bytes: what is signed.
+    pub fn to_canonical_json(&self) -> Result<Vec<u8>, ManifestError> {
+        Ok(to_canonical_vec(self)?)
+    }
+}
+
+fn check_git_commit(commit: &str) -> Result<String, ManifestError> {
+    let ok = matches!(commit.len(), 40 | 64) && commit.bytes().all(|b| b.is_ascii_hexdigit());
+    if ok {
+        Ok(commit.to_ascii_lowercase())
+    } else {
+        Err(ManifestError::Invalid(
+            "--git-commit must be a full 40- or 64-digit hex commit id".into(),
+        ))
+    }
+}
+
+/// A training image must be named by digest: a tag such as `:latest` can move.
+fn check_image_digest(image: &str) -> Result<String, ManifestError> {
+    let digest = image.rsplit_once('@').map_or(image, |(_, digest)| digest);
+    let refused = || {
+        ManifestError::Invalid(format!(
+            "--image must be pinned by digest (sha256:<64 hex> or name@sha256:<64 hex>), not {image:?}"
+        ))
+    };
+    let hex = digest.strip_prefix("sha256:").ok_or_else(refused)?;
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(refused());
+    }
+    Ok(image.to_string())
+}
+
+/// The HEAD commit of the git work tree holding `model`, if it is clean; a warning otherwise.
+fn git_head(model: &Path) -> Option<String> {
+    let dir = if model.is_dir() {
+        model
+    } else {
+        model.parent()?
+    };
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let head = run(&["rev-parse", "HEAD"])?;
+    match run(&["status", "--porcelain"]) {
+        Some(status) if status.is_empty() => Some(head),
+        _ => {
+            eprintln!(
+                "signet: warning: the git work tree at {} has uncommitted changes; no git commit recorded \
+                 (commit them, or pass --git-commit)",
+                dir.display()
+            );
+            None
+        }
+    }
+}
+
+/// A file to hash: where it is read from, and the path it is recorded under.
+struct Pending {
+    source: PathBuf,
+    path: String,
+    size: u64,
+}
+
+fn list_files(model: &Path, skip: &[PathBuf]) -> Result<Vec<Pending>, ManifestError> {
+    let read_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ManifestError::Read { path, source }
+    };
+    let metadata = std::fs::metadata(model).map_err(read_error(model))?;
+    if metadata.is_file() {
+        let name = model.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            ManifestError::NonUtf8Path {
+                path: model.to_path_buf(),
+            }
+        })?;
+        return Ok(vec![Pending {
+            source: model.to_path_buf(),
+            path: name.to_string(),
+            size: metadata.len(),
+        }]);
+    }
+    let root = std::fs::canonicalize(model).map_err(read_error(model))?;
+    let skip: Vec<PathBuf> = skip
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    let mut files = Vec::new();
+    let mut directories = vec![(model.to_path_buf(), String::new())];
+    while let Some((directory, prefix)) = directories.pop() {
+        let entries = std::fs::read_dir(&directory).map_err(read_error(&directory))?;
+        for entry in entries {
+            let entry = entry.map_err(read_error(&directory))?;
+            let path = entry.path();
+            let name = entry
+                .file_name()
+                .into_string()
+                .map_err(|_| ManifestError::NonUtf8Path { path: path.clone() })?;
+            let relative = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            if name == ".git" || (prefix.is_empty() && OUTPUT_FILES.contains(&name.as_str())) {
+                continue;
+            }
+            let kind = entry.file_type().map_err(read_error(&path))?;
+            if kind.is_dir() {
+                directories.push((path, relative));
+                continue;
+            }
+            let source = if kind.is_symlink() {
+                let target = std::fs::canonicalize(&path)
+                    .map_err(|_| ManifestError::SymlinkEscapes { path: path.clone() })?;
+                if !target.starts_with(&root) {
+                    return Err(ManifestError::SymlinkEscapes { path });
+                }
+                if target.is_dir() {
+                    return Err(ManifestError::SymlinkedDirectory { path });
+                }
+                target
+            } else {
+                path.clone()
+            };
+            if skip
+                .iter()
+                .any(|s| std::fs::canonicalize(&source).is_ok_and(|c| &c == s))
+            {
+                continue;
+            }
+            let metadata = std::fs::metadata(&source).map_err(read_error(&source))?;
+            if !metadata.is_file() {
+                return Err(ManifestError::NotAFile { path });
+            }
+            files.push(Pending {
+                source,
+                path: relative,
+                size: metadata.len(),
+            });
+        }
+    }
+    // Byte order of the UTF-8 paths: the same on every platform and locale.
+    files.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    Ok(files)
+}
+
+/// Hashes every file, largest first, on one thread per core; returns them in path order.
+fn hash_files(files: Vec<Pending>) -> Result<Vec<FileEntry>, ManifestError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by(|a, b| files[*b].size.cmp(&files[*a].size));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<String, ManifestError>>>> =
+        Mutex::new((0..files.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let mut buffer = vec![0u8; READ_BUFFER];
+                loop {
+                    let slot = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&index) = order.get(slot) else { break };
+                    let outcome = hash_file(&files[index].source, &mut buffer);
+                    if let Ok(mut results) = results.lock() {
+                        results[index] = Some(outcome);
+                    }
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_default();
+    files
+        .into_iter()
+        .zip(results)
+        .map(|(file, result)| {
+            let digest = result.ok_or_else(|| ManifestError::Read {
+                path: file.source.clone(),
+                source: std::io::Error::other("not hashed"),
+            })??;
+            Ok(FileEntry {
+                path: file.path,
+                size: file.size,
+                digest,
+            })
+        })
+        .collect()
+}
+
+/// `sha256:<hex>` of one file, read sequentially in large chunks.
+pub fn hash_file(path: &Path, buffer: &mut [u8]) -> Result<String, ManifestError> {
+    let read_error = |source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(read_error)?;
+    let mut hasher = Sha256::new();
+    loop {
+        let n = file.read(buffer).map_err(read_error)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, path: &str, content: &[u8]) {
+        let full = dir.join(path);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(full, content).expect("write");
+    }
+
+    #[test]
+    fn walks_in_byte_order_and_leaves_out_git_and_outputs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "b.bin", b"b");
+        write(dir.path(), "a/z.bin", b"z");
+        write(dir.path(), "B.bin", b"B");
+        write(dir.path(), "a/.git/config", b"x");
+        write(dir.path(), ".git/HEAD", b"x");
+        write(dir.path(), "manifest.json", b"{}");
+        write(dir.path(), "model.sig", b"x");
+        write(
+            dir.path(),
+            "sub/manifest.json",
+            b"kept: only the top level holds outputs",
+        );
+        let manifest = build(dir.path(), &Provenance::default(), &[]).expect("manifest");
+        let paths: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["B.bin", "a/z.bin", "b.bin", "sub/manifest.json"]);
+        let b = &manifest.files[2];
+        assert_eq!(b.size, 1);
+        assert_eq!(
+            b.digest,
+            format!("sha256:{}", hex::encode(Sha256::digest(b"b")))
+        );
+    }
+
+    #[test]
+    fn symlinks_inside_are_followed_and_outside_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "weights.bin", b"w");
+        std::os::unix::fs::symlink(dir.path().join("weights.bin"), dir.path().join("alias.bin"))
+            .expect("link");
+        let manifest = build(dir.path(), &Provenance::default(), &[]).expect("inside is fine");
+        assert_eq!(manifest.files.len(), 2);
+        assert_eq!(manifest.files[0].digest, manifest.files[1].digest);
+        write(outside.path(), "secret", b"s");
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("escape"))
+            .expect("link");
+        assert!(matches!(
+            build(dir.path(), &Provenance::default(), &[]),
+            Err(ManifestError::SymlinkEscapes { .. })
+        ));
+    }
+
+    #[test]
+    fn dangling_links_are_errors_not_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("dangling"))
+            .expect("link");
+        assert!(build(dir.path(), &Provenance::default(), &[]).is_err());
+    }
+
+    #[test]
+    fn image_must_be_pinned_by_digest() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert!(check_image_digest(&digest).is_ok());
+        assert!(check_image_digest(&format!("ghcr.io/acme/train@{digest}")).is_ok());
+        assert!(check_image_digest("ghcr.io/acme/train:latest").is_err());
+        assert!(check_image_digest("sha256:abc").is_err());
+        assert!(check_git_commit(&"A".repeat(40)).is_ok());
+        assert!(check_git_commit("main").is_err());
+    }
+
+    #[test]
+    fn canonical_json_is_stable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "w.bin", b"weights");
+        let provenance = Provenance {
+            git_commit: Some("0".repeat(40)),
+            dataset_id: Some("imagenet-2012".into()),
+            dataset_digest: Some(format!("sha256:{}", "1".repeat(64))),
+            training_image: Some(format!("sha256:{}", "2".repeat(64))),
+            parameters: [("lr".to_string(), "0.001".to_string())]
+                .into_iter()
+                .collect(),
+        };
+        let manifest = build(dir.path(), &provenance, &[]).expect("manifest");
+        let text = String::from_utf8(manifest.to_canonical_json().expect("json")).expect("utf8");
+        assert!(
+            text.starts_with(r#"{"dataset":{"digest":"sha256:1111"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""files":[{"digest":"sha256:"#), "{text}");
+        assert!(!text.contains(' ') && !text.contains('\n'));
+        let back: Manifest = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back, manifest);
+    }
+}
