@@ -29,8 +29,12 @@ pub const OUTPUT_FILES: &[&str] = &[
     "signet-receipt.json",
 ];
 
-/// Read size per call: big sequential reads keep the disk and SHA-NI busy.
-const READ_BUFFER: usize = 4 * 1024 * 1024;
+/// Read size per call for small files.
+const READ_BUFFER: usize = 1024 * 1024;
+/// Large files are hashed through memory maps of up to this size...
+const MAP_WINDOW: usize = 16 * 1024 * 1024;
+/// ...with all threads' windows together at most this, so memory stays flat on many cores.
+const MAP_BUDGET: usize = 48 * 1024 * 1024;
 
 /// One file of the model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -347,6 +351,7 @@ fn hash_files(files: Vec<Pending>) -> Result<Vec<FileEntry>, ManifestError> {
         .min(files.len().max(1));
     let mut order: Vec<usize> = (0..files.len()).collect();
     order.sort_by(|a, b| files[*b].size.cmp(&files[*a].size));
+    let map_window = (MAP_BUDGET / threads).clamp(1024 * 1024, MAP_WINDOW);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<String, ManifestError>>>> =
         Mutex::new((0..files.len()).map(|_| None).collect());
@@ -357,7 +362,7 @@ fn hash_files(files: Vec<Pending>) -> Result<Vec<FileEntry>, ManifestError> {
                 loop {
                     let slot = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&index) = order.get(slot) else { break };
-                    let outcome = hash_file(&files[index].source, &mut buffer);
+                    let outcome = hash_file(&files[index].source, &mut buffer, map_window);
                     if let Ok(mut results) = results.lock() {
                         results[index] = Some(outcome);
                     }
@@ -383,14 +388,39 @@ fn hash_files(files: Vec<Pending>) -> Result<Vec<FileEntry>, ManifestError> {
         .collect()
 }
 
-/// `sha256:<hex>` of one file, read sequentially in large chunks.
-pub fn hash_file(path: &Path, buffer: &mut [u8]) -> Result<String, ManifestError> {
+/// `sha256:<hex>` of one file. Large files are mapped a window at a time and hashed from the
+/// page cache directly (no copy); memory stays at one window per thread.
+pub fn hash_file(
+    path: &Path,
+    buffer: &mut [u8],
+    map_window: usize,
+) -> Result<String, ManifestError> {
     let read_error = |source| ManifestError::Read {
         path: path.to_path_buf(),
         source,
     };
     let mut file = File::open(path).map_err(read_error)?;
     let mut hasher = Sha256::new();
+    let size = file.metadata().map_err(read_error)?.len();
+    if size >= map_window as u64 {
+        let mut offset = 0u64;
+        while offset < size {
+            let length = (size - offset).min(map_window as u64) as usize;
+            // SAFETY: the map is read-only and dropped before the next window. A file truncated
+            // underneath would fault; models are not rewritten while they are being signed.
+            let window = unsafe {
+                memmap2::MmapOptions::new()
+                    .offset(offset)
+                    .len(length)
+                    .populate()
+                    .map(&file)
+            }
+            .map_err(read_error)?;
+            hasher.update(&window[..]);
+            offset += length as u64;
+        }
+        return Ok(format!("sha256:{}", hex::encode(hasher.finalize())));
+    }
     loop {
         let n = file.read(buffer).map_err(read_error)?;
         if n == 0 {

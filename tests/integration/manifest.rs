@@ -31,8 +31,9 @@ fn sha256sum(path: &std::path::Path) -> String {
 
 fn model(dir: &std::path::Path) {
     std::fs::create_dir_all(dir.join("weights")).expect("mkdir");
-    // Larger than one read buffer, so the chunked hashing is exercised.
-    let big: Vec<u8> = (0..9 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    // Larger than a map window (16 MiB), so windowed hashing across an offset is exercised; the
+    // small files take the read path.
+    let big: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(dir.join("weights/model-00001.safetensors"), &big).expect("write");
     std::fs::write(dir.join("weights/model-00002.safetensors"), b"second shard").expect("write");
     std::fs::write(dir.join("config.json"), b"{\"layers\": 2}").expect("write");
