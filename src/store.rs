@@ -48,7 +48,7 @@ pub struct SessionRecord {
     pub expires_at: i64,
     /// Signature quota.
     pub max_signatures: u64,
-    /// Signatures made (or reserved by in-flight requests).
+    /// Signatures made (charged with their log entries).
     pub used: u64,
     /// Ended early by `DELETE /v1/sessions/current`.
     pub ended: bool,
@@ -66,7 +66,7 @@ pub enum QuotaOutcome {
     Unknown,
     /// The session has expired.
     Expired,
-    /// Not enough quota left; nothing was reserved.
+    /// Not enough quota left; nothing was charged.
     Exhausted {
         /// Signatures still available.
         remaining: u64,

@@ -1,5 +1,5 @@
-//! `POST /v1/sign`: one digest or a batch, with a session token. Quota is reserved atomically in
-//! the store before the backend is called and given back if the backend fails.
+//! `POST /v1/sign`: one digest or a batch, with a session token. The backend signs; then the
+//! quota is charged and the signatures are logged in one durable commit, before any is returned.
 use axum::Extension;
 use axum::Json;
 use axum::extract::State;

@@ -117,10 +117,10 @@ impl SqliteStore {
         let (writer, reader, checkpointer) = tokio::task::spawn_blocking(move || -> Result<(Connection, Connection, Connection), StoreError> {
             let open = || Connection::open(&path).map_err(|e| unavailable(format!("{}: {e}", path.display())));
             let mut writer = open()?;
-            // Sessions and quota commit with synchronous=NORMAL: a commit survives a crash of
-            // the process and reaches the disk with the next sync of the WAL. Log appends
-            // commit with FULL (see `append_log`): each syncs the WAL, and with it every
-            // earlier commit, such as the quota reserved for the signatures being logged.
+            // Session rows commit with synchronous=NORMAL: a commit survives a crash of the
+            // process and reaches the disk with the next sync of the WAL. Log appends, and the
+            // quota charged with them, commit with FULL (see `append_log_blocking`): each syncs
+            // the WAL, and with it every earlier commit.
             writer
                 .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
                 .map_err(unavailable)?;
