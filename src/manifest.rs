@@ -107,7 +107,7 @@ pub struct Provenance {
 /// Why a manifest could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    /// A file or directory could not be read; nothing is skipped silently.
+    /// A file or directory could not be read; nothing is passed over silently.
     #[error("cannot read {path}: {source}")]
     Read {
         /// The path.
@@ -487,7 +487,7 @@ mod tests {
     }
 
     #[test]
-    fn dangling_links_are_errors_not_skipped() {
+    fn dangling_links_are_errors() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("dangling"))
             .expect("link");

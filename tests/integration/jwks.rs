@@ -80,15 +80,7 @@ async fn jwks_publishes_every_key_with_thumbprint_kids() {
 #[tokio::test]
 async fn keys_lists_versions_and_states() {
     let h = Harness::start().await;
-    let keys: Value = h
-        .http
-        .get(h.daemon.url("/v1/keys"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let keys: Value = h.get_json("/v1/keys").await;
     let model = keys
         .as_array()
         .expect("array")
@@ -118,15 +110,7 @@ async fn keys_lists_versions_and_states() {
 #[tokio::test]
 async fn health_and_readiness() {
     let h = Harness::start().await;
-    let health: Value = h
-        .http
-        .get(h.daemon.url("/healthz"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let health: Value = h.get_json("/healthz").await;
     assert_eq!(health, serde_json::json!({"status": "ok"}));
     let ready = h
         .http

@@ -23,19 +23,23 @@ pub fn signet_log(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The latest checkpoint note, as served.
+async fn checkpoint_note(h: &Harness) -> String {
+    h.http
+        .get(h.daemon.url("/v1/log/checkpoint"))
+        .send()
+        .await
+        .expect("checkpoint")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// Waits until the latest checkpoint covers `size` entries.
 pub async fn wait_for_checkpoint(h: &Harness, size: u64) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let note = h
-            .http
-            .get(h.daemon.url("/v1/log/checkpoint"))
-            .send()
-            .await
-            .expect("checkpoint")
-            .text()
-            .await
-            .expect("text");
+        let note = checkpoint_note(h).await;
         let current: u64 = note
             .lines()
             .nth(1)
@@ -461,15 +465,7 @@ async fn an_edited_node_is_caught_by_consistency_with_an_earlier_checkpoint() {
     let _ = sign_some(&h, 2).await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     // The daemon refuses to sign a checkpoint that does not extend the last one...
-    let latest = h
-        .http
-        .get(h.daemon.url("/v1/log/checkpoint"))
-        .send()
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("text");
+    let latest = checkpoint_note(&h).await;
     assert!(
         latest.starts_with(&format!("signet.test/log\n{size}\n")),
         "{latest}"
