@@ -4,7 +4,10 @@ pub mod dev;
 pub mod keys;
 pub mod log;
 pub mod manifest;
+pub mod progress;
 pub mod serve;
+pub mod sign;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +54,10 @@ pub enum Command {
     Dev(dev::DevArgs),
     /// Write a model's manifest (per-file SHA-256 and sizes, provenance) as canonical JSON.
     Manifest(manifest::ManifestArgs),
+    /// Sign a model in CI: manifest, session, signatures, log receipt.
+    Sign(sign::SignArgs),
+    /// Verify a signed model at deployment: files, signatures, log inclusion, signer identity.
+    Verify(verify::VerifyArgs),
     /// Inspect keys.
     Keys {
         /// What to do.
@@ -83,6 +90,14 @@ impl Failure {
         }
     }
 
+    /// The same failure, saying what was being done.
+    pub fn context_msg(self, doing: &str) -> Self {
+        Failure {
+            code: self.code,
+            error: self.error.context(doing.to_string()),
+        }
+    }
+
     /// Usage, configuration or I/O error: exit 2.
     pub fn usage(error: impl Into<anyhow::Error>) -> Self {
         Failure {
@@ -101,6 +116,8 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { config } => serve::check(&config),
         Command::Dev(args) => dev::run(args),
         Command::Manifest(args) => manifest::run(args),
+        Command::Sign(args) => sign::run(args),
+        Command::Verify(args) => verify::run(args),
         Command::Keys { command } => keys::run(command),
         Command::Log { command } => log::run(command),
     };

@@ -1,6 +1,7 @@
 //! The HTTP client the CLI uses to talk to a signet server.
 use std::time::Duration;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -39,6 +40,30 @@ pub enum ClientError {
     },
 }
 
+impl ClientError {
+    /// The problem's `code` when the server refused, else `""`.
+    pub fn code(&self) -> &str {
+        match self {
+            ClientError::Refused { code, .. } => code,
+            _ => "",
+        }
+    }
+
+    /// Whether trying again later may succeed: the server was unreachable, or said it is
+    /// temporarily unable (503) or rate-limited the caller.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } => true,
+            ClientError::Refused { status, code, .. } => *status == 503 || code == "rate_limited",
+            ClientError::Malformed { .. } => false,
+        }
+    }
+}
+
+/// How many times a transient failure is retried, and the first back-off (doubled each time).
+const RETRIES: u32 = 4;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
 /// A client for one server.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -71,15 +96,18 @@ impl Client {
 
     async fn get(&self, path: &str) -> Result<reqwest::Response, ClientError> {
         let url = self.url(path);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                url: url.clone(),
-                reason: e.without_url().to_string(),
-            })?;
+        self.send(self.http.get(&url), url).await
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: String,
+    ) -> Result<reqwest::Response, ClientError> {
+        let response = request.send().await.map_err(|e| ClientError::Unreachable {
+            url: url.clone(),
+            reason: e.without_url().to_string(),
+        })?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -91,6 +119,45 @@ impl Client {
             code: problem["code"].as_str().unwrap_or("").to_string(),
             detail: problem["detail"].as_str().unwrap_or("").to_string(),
         })
+    }
+
+    /// POSTs `body` as JSON with a bearer token and decodes the JSON answer. A transient failure
+    /// (unreachable, 503, rate limited) is retried a few times with exponential back-off; a
+    /// repeated signing request at worst adds one more logged signature, never a wrong one.
+    pub async fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        bearer: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 0;
+        loop {
+            let request = self.http.post(&url).bearer_auth(bearer).json(body);
+            match self.send(request, url.clone()).await {
+                Ok(response) => {
+                    return response.json().await.map_err(|e| ClientError::Malformed {
+                        url,
+                        reason: e.without_url().to_string(),
+                    });
+                }
+                Err(error) if error.is_transient() && attempt < RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// DELETE with a bearer token; the answer's body is ignored.
+    pub async fn delete(&self, path: &str, bearer: &str) -> Result<(), ClientError> {
+        let url = self.url(path);
+        self.send(self.http.delete(&url).bearer_auth(bearer), url)
+            .await
+            .map(drop)
     }
 
     /// GET a JSON document.

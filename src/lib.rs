@@ -16,6 +16,11 @@
 //! - [`log`]: the tamper-evident log: RFC 9162 Merkle tree, group commit, C2SP checkpoints.
 //! - [`canonical`]: RFC 8785 canonical JSON (log leaves, manifests).
 //! - [`manifest`]: the model manifest: per-file SHA-256 and provenance.
+//! - [`bundle`]: `model.sig`, the Sigstore bundle in the OpenSSF model-signing format.
+//! - [`receipt`]: `signet-receipt.json`, a signature's log entries with inclusion proofs.
+//! - [`signature`]: checking a detached signature against a JWK.
+//! - [`verify`]: verifying a signed model at deployment.
+//! - [`id_token`]: where `signet sign` gets the caller's OIDC ID token.
 //! - [`api`]: the HTTP API and the one error to problem+json mapping.
 //! - [`client`]: the HTTP client the CLI uses.
 //! - [`cli`]: the `signet` command line.
@@ -26,16 +31,21 @@ pub mod algorithm;
 pub mod api;
 pub mod app;
 pub mod backend;
+pub mod bundle;
 pub mod canonical;
 pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod id_token;
 pub mod jwks;
 pub mod keys;
 pub mod log;
 pub mod manifest;
 pub mod oidc;
 pub mod policy;
+pub mod receipt;
 pub mod session;
+pub mod signature;
 pub mod store;
+pub mod verify;

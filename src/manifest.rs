@@ -147,11 +147,34 @@ pub enum ManifestError {
     Canonical(#[from] CanonicalError),
 }
 
+/// Told how hashing advances, e.g. to draw a progress bar. Called from the hashing threads.
+pub trait HashProgress: Sync {
+    /// Hashing starts: this many files and bytes.
+    fn begin(&self, _files: usize, _bytes: u64) {}
+    /// This many more bytes are hashed.
+    fn advance(&self, _bytes: u64) {}
+    /// Hashing is over.
+    fn finish(&self) {}
+}
+
+/// No progress reports.
+impl HashProgress for () {}
+
 /// Makes the manifest of the file or directory at `model`.
 pub fn build(
     model: &Path,
     provenance: &Provenance,
     skip: &[PathBuf],
+) -> Result<Manifest, ManifestError> {
+    build_with_progress(model, provenance, skip, &())
+}
+
+/// [`build`], reporting hashing progress.
+pub fn build_with_progress(
+    model: &Path,
+    provenance: &Provenance,
+    skip: &[PathBuf],
+    progress: &dyn HashProgress,
 ) -> Result<Manifest, ManifestError> {
     let git_commit = match &provenance.git_commit {
         Some(commit) => Some(check_git_commit(commit)?),
@@ -175,7 +198,7 @@ pub fn build(
         .as_deref()
         .map(check_image_digest)
         .transpose()?;
-    let files = hash_files(list_files(model, skip)?)?;
+    let files = build_files(model, skip, progress)?;
     Ok(Manifest {
         manifest_version: MANIFEST_VERSION,
         files,
@@ -190,11 +213,63 @@ pub fn build(
     })
 }
 
+/// Every file of the model with its size and digest, in path order (no provenance).
+pub fn build_files(
+    model: &Path,
+    skip: &[PathBuf],
+    progress: &dyn HashProgress,
+) -> Result<Vec<FileEntry>, ManifestError> {
+    hash_files(list_files(model, skip)?, progress)
+}
+
 impl Manifest {
     /// The canonical JSON bytes: what is signed.
     pub fn to_canonical_json(&self) -> Result<Vec<u8>, ManifestError> {
         Ok(to_canonical_vec(self)?)
     }
+}
+
+/// How a model on disk differs from its signed manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Difference {
+    /// A file in the manifest is not on disk.
+    Missing(String),
+    /// A file on disk is not in the manifest.
+    Extra(String),
+    /// A file's content (size or digest) differs.
+    Changed(String),
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Difference::Missing(path) => write!(f, "{path} is in the manifest but missing"),
+            Difference::Extra(path) => write!(f, "{path} is not in the manifest"),
+            Difference::Changed(path) => write!(f, "{path} does not match its signed digest"),
+        }
+    }
+}
+
+/// Every file-level difference between the signed manifest and the model's files, in path order.
+pub fn compare(signed: &[FileEntry], actual: &[FileEntry]) -> Vec<Difference> {
+    let signed: BTreeMap<&str, &FileEntry> = signed.iter().map(|f| (f.path.as_str(), f)).collect();
+    let actual: BTreeMap<&str, &FileEntry> = actual.iter().map(|f| (f.path.as_str(), f)).collect();
+    let mut differences = Vec::new();
+    for (path, expected) in &signed {
+        match actual.get(path) {
+            None => differences.push(Difference::Missing(path.to_string())),
+            Some(found) if found.size != expected.size || found.digest != expected.digest => {
+                differences.push(Difference::Changed(path.to_string()));
+            }
+            Some(_) => {}
+        }
+    }
+    for path in actual.keys() {
+        if !signed.contains_key(path) {
+            differences.push(Difference::Extra(path.to_string()));
+        }
+    }
+    differences
 }
 
 fn check_git_commit(commit: &str) -> Result<String, ManifestError> {
@@ -345,7 +420,11 @@ fn list_files(model: &Path, skip: &[PathBuf]) -> Result<Vec<Pending>, ManifestEr
 }
 
 /// Hashes every file, largest first, on one thread per core; returns them in path order.
-fn hash_files(files: Vec<Pending>) -> Result<Vec<FileEntry>, ManifestError> {
+fn hash_files(
+    files: Vec<Pending>,
+    progress: &dyn HashProgress,
+) -> Result<Vec<FileEntry>, ManifestError> {
+    progress.begin(files.len(), files.iter().map(|f| f.size).sum());
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(files.len().max(1));
@@ -362,7 +441,8 @@ fn hash_files(files: Vec<Pending>) -> Result<Vec<FileEntry>, ManifestError> {
                 loop {
                     let slot = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&index) = order.get(slot) else { break };
-                    let outcome = hash_file(&files[index].source, &mut buffer, map_window);
+                    let outcome =
+                        hash_file(&files[index].source, &mut buffer, map_window, progress);
                     if let Ok(mut results) = results.lock() {
                         results[index] = Some(outcome);
                     }
@@ -370,6 +450,7 @@ fn hash_files(files: Vec<Pending>) -> Result<Vec<FileEntry>, ManifestError> {
             });
         }
     });
+    progress.finish();
     let results = results.into_inner().unwrap_or_default();
     files
         .into_iter()
@@ -394,6 +475,7 @@ pub fn hash_file(
     path: &Path,
     buffer: &mut [u8],
     map_window: usize,
+    progress: &dyn HashProgress,
 ) -> Result<String, ManifestError> {
     let read_error = |source| ManifestError::Read {
         path: path.to_path_buf(),
@@ -417,6 +499,7 @@ pub fn hash_file(
             }
             .map_err(read_error)?;
             hasher.update(&window[..]);
+            progress.advance(length as u64);
             offset += length as u64;
         }
         return Ok(format!("sha256:{}", hex::encode(hasher.finalize())));
@@ -427,6 +510,7 @@ pub fn hash_file(
             break;
         }
         hasher.update(&buffer[..n]);
+        progress.advance(n as u64);
     }
     Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
 }

@@ -7,7 +7,7 @@ use anyhow::anyhow;
 use clap::Args;
 
 use super::Failure;
-use crate::manifest::{Provenance, build};
+use crate::manifest::{Provenance, build_with_progress};
 
 /// `signet manifest` options.
 #[derive(Debug, Args)]
@@ -17,6 +17,14 @@ pub struct ManifestArgs {
     /// Write the manifest here instead of standard output.
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
+    /// Provenance recorded in the manifest.
+    #[command(flatten)]
+    pub provenance: ProvenanceArgs,
+}
+
+/// What the caller states about the build (shared by `manifest` and `sign`).
+#[derive(Debug, Args)]
+pub struct ProvenanceArgs {
     /// The training dataset's identifier.
     #[arg(long)]
     pub dataset: Option<String>,
@@ -34,30 +42,41 @@ pub struct ManifestArgs {
     pub params: Vec<String>,
 }
 
+impl ProvenanceArgs {
+    /// The provenance, after checking the parameters' form.
+    pub fn to_provenance(&self) -> Result<Provenance, Failure> {
+        let mut parameters = BTreeMap::new();
+        for param in &self.params {
+            let (key, value) = param
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| {
+                    Failure::usage(anyhow!("--param must be KEY=VALUE, got {param:?}"))
+                })?;
+            if parameters
+                .insert(key.to_string(), value.to_string())
+                .is_some()
+            {
+                return Err(Failure::usage(anyhow!("--param {key} is given twice")));
+            }
+        }
+        Ok(Provenance {
+            git_commit: self.git_commit.clone(),
+            dataset_id: self.dataset.clone(),
+            dataset_digest: self.dataset_digest.clone(),
+            training_image: self.image.clone(),
+            parameters,
+        })
+    }
+}
+
 /// Runs `signet manifest`.
 pub fn run(args: ManifestArgs) -> Result<(), Failure> {
-    let mut parameters = BTreeMap::new();
-    for param in &args.params {
-        let (key, value) = param
-            .split_once('=')
-            .filter(|(k, _)| !k.is_empty())
-            .ok_or_else(|| Failure::usage(anyhow!("--param must be KEY=VALUE, got {param:?}")))?;
-        if parameters
-            .insert(key.to_string(), value.to_string())
-            .is_some()
-        {
-            return Err(Failure::usage(anyhow!("--param {key} is given twice")));
-        }
-    }
-    let provenance = Provenance {
-        git_commit: args.git_commit,
-        dataset_id: args.dataset,
-        dataset_digest: args.dataset_digest,
-        training_image: args.image,
-        parameters,
-    };
+    let provenance = args.provenance.to_provenance()?;
     let skip: Vec<PathBuf> = args.output.iter().cloned().collect();
-    let manifest = build(&args.model, &provenance, &skip).map_err(Failure::usage)?;
+    let progress = super::progress::HashBar::new("hashing");
+    let manifest =
+        build_with_progress(&args.model, &provenance, &skip, &progress).map_err(Failure::usage)?;
     let mut json = manifest.to_canonical_json().map_err(Failure::usage)?;
     json.push(b'\n');
     match &args.output {

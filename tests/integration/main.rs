@@ -13,3 +13,4 @@ mod oidc;
 mod pkcs11;
 mod sessions;
 mod signing;
+mod workflow;

@@ -1,0 +1,128 @@
+//! Checking a detached signature over a digest against a published JWK, as a verifier does.
+//! ECDSA signatures are ASN.1 DER; RSA ones are the raw big-endian integer (API.md).
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
+use p256::pkcs8::DecodePublicKey;
+use sha2::{Digest as _, Sha256, Sha384};
+
+use crate::algorithm::{Algorithm, DigestAlgorithm};
+use crate::jwks::{Jwk, JwkError, spki_from_jwk};
+
+/// Why a signature did not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    /// The JWK is unusable.
+    #[error(transparent)]
+    Key(#[from] JwkError),
+    /// The digest's length is not the algorithm's.
+    #[error("the digest is {found} bytes; {algorithm} signs {expected}-byte digests")]
+    DigestLength {
+        /// The key's algorithm.
+        algorithm: Algorithm,
+        /// Expected length.
+        expected: usize,
+        /// Actual length.
+        found: usize,
+    },
+    /// The signature is not a valid signature of the digest under the key.
+    #[error("the signature does not verify under key {kid}")]
+    Invalid {
+        /// The key's kid.
+        kid: String,
+    },
+}
+
+/// The digest `algorithm` signs, of `bytes`.
+pub fn digest_of(algorithm: Algorithm, bytes: &[u8]) -> Vec<u8> {
+    match algorithm.digest_algorithm() {
+        DigestAlgorithm::Sha256 => Sha256::digest(bytes).to_vec(),
+        DigestAlgorithm::Sha384 => Sha384::digest(bytes).to_vec(),
+    }
+}
+
+/// Verifies `signature` over the prehashed `digest` under `jwk` (whose kid is checked to be its
+/// thumbprint first).
+pub fn verify_digest(jwk: &Jwk, digest: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+    let (algorithm, spki) = spki_from_jwk(jwk)?;
+    let expected = algorithm.digest_algorithm().output_len();
+    if digest.len() != expected {
+        return Err(SignatureError::DigestLength {
+            algorithm,
+            expected,
+            found: digest.len(),
+        });
+    }
+    let invalid = || SignatureError::Invalid {
+        kid: jwk.kid.clone(),
+    };
+    let bad_key = || SignatureError::Key(JwkError::InvalidKey(algorithm));
+    let verified = match algorithm {
+        Algorithm::ES256 => {
+            let key =
+                p256::ecdsa::VerifyingKey::from_public_key_der(&spki).map_err(|_| bad_key())?;
+            let signature = p256::ecdsa::Signature::from_der(signature).map_err(|_| invalid())?;
+            key.verify_prehash(digest, &signature).is_ok()
+        }
+        Algorithm::ES384 => {
+            let key =
+                p384::ecdsa::VerifyingKey::from_public_key_der(&spki).map_err(|_| bad_key())?;
+            let signature = p384::ecdsa::Signature::from_der(signature).map_err(|_| invalid())?;
+            key.verify_prehash(digest, &signature).is_ok()
+        }
+        Algorithm::PS256 | Algorithm::RS256 => {
+            let key = rsa::RsaPublicKey::from_public_key_der(&spki).map_err(|_| bad_key())?;
+            if algorithm == Algorithm::PS256 {
+                key.verify(rsa::Pss::new::<Sha256>(), digest, signature)
+                    .is_ok()
+            } else {
+                key.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), digest, signature)
+                    .is_ok()
+            }
+        }
+    };
+    if verified { Ok(()) } else { Err(invalid()) }
+}
+
+/// Verifies `signature` over `message` (hashed with the key's digest) under `jwk`.
+pub fn verify_message(jwk: &Jwk, message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+    let algorithm: Algorithm = jwk
+        .alg
+        .parse()
+        .map_err(|_| JwkError::Malformed("unknown alg"))?;
+    verify_digest(jwk, &digest_of(algorithm, message), signature)
+}
+
+#[cfg(test)]
+mod tests {
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    use p256::pkcs8::EncodePublicKey;
+
+    use super::*;
+    use crate::jwks::jwk_from_spki;
+
+    #[test]
+    fn ecdsa_signature_verifies_and_a_flipped_bit_does_not() {
+        let key = p256::ecdsa::SigningKey::random(&mut rand::thread_rng());
+        let spki = key
+            .verifying_key()
+            .to_public_key_der()
+            .expect("spki")
+            .into_vec();
+        let jwk = jwk_from_spki(&spki, Algorithm::ES256).expect("jwk");
+        let digest = Sha256::digest(b"manifest");
+        let signature: p256::ecdsa::Signature = key.sign_prehash(&digest).expect("sign");
+        let der = signature.to_der().as_bytes().to_vec();
+        verify_message(&jwk, b"manifest", &der).expect("verifies");
+        let mut flipped = der.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(matches!(
+            verify_message(&jwk, b"manifest", &flipped),
+            Err(SignatureError::Invalid { .. })
+        ));
+        assert!(verify_message(&jwk, b"other", &der).is_err());
+        assert!(matches!(
+            verify_digest(&jwk, &[0; 20], &der),
+            Err(SignatureError::DigestLength { .. })
+        ));
+    }
+}

@@ -1,0 +1,497 @@
+//! The model-signing workflow end to end: `signet sign` in "CI" against the daemon on SoftHSM and
+//! the tests' issuer, `signet verify` at "deployment", each tampering caught and named, the
+//! signatures checked by OpenSSL and RustCrypto, and the CI token sources.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::harness::Harness;
+use crate::verify::{check, find_jwk, openssl_verify};
+
+/// Runs the `signet` binary with no CI token variables inherited; returns (code, stdout, stderr).
+/// It blocks its thread: tests using it run on a multi-threaded runtime, so the in-process issuer
+/// keeps answering.
+pub fn signet(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_signet"));
+    command.args(args);
+    for name in [
+        "SIGNET_ID_TOKEN",
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    ] {
+        command.env_remove(name);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().expect("run signet");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A small model: nested directories, a space and a non-ASCII name, an empty file.
+pub fn write_model(dir: &Path) {
+    let files: [(&str, Vec<u8>); 4] = [
+        (
+            "weights/layer 1.bin",
+            (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect(),
+        ),
+        ("tokenizer/vocab-é.json", br#"{"a":1}"#.to_vec()),
+        ("empty.bin", Vec::new()),
+        ("config.json", br#"{"layers":2}"#.to_vec()),
+    ];
+    for (path, content) in files {
+        let full = dir.join(path);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(full, content).expect("write model file");
+    }
+}
+
+/// Copies a directory tree.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+/// A signed model in a temporary directory, and the harness that signed it.
+struct Signed {
+    h: Harness,
+    dir: tempfile::TempDir,
+    model: PathBuf,
+    jwks_url: String,
+}
+
+impl Signed {
+    async fn new() -> Signed {
+        let h = Harness::start_with(|c| c.add_key("other-key", "ES256")).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = dir.path().join("model");
+        write_model(&model);
+        let signed = Signed {
+            jwks_url: h.daemon.url("/.well-known/jwks.json"),
+            h,
+            dir,
+            model,
+        };
+        let (code, _, stderr) = signed.sign(&signed.model, "model-signing", None);
+        assert_eq!(code, 0, "sign failed: {stderr}");
+        signed
+    }
+
+    fn token_file(&self) -> PathBuf {
+        let path = self.dir.path().join("id-token");
+        std::fs::write(&path, self.h.issuer.mint_default()).expect("token file");
+        path
+    }
+
+    fn sign(&self, model: &Path, key: &str, out_dir: Option<&Path>) -> (i32, String, String) {
+        let token = self.token_file();
+        let mut args = vec![
+            "sign".to_string(),
+            model.display().to_string(),
+            "--server".into(),
+            self.h.daemon.base_url.clone(),
+            "--key".into(),
+            key.into(),
+            "--token-file".into(),
+            token.display().to_string(),
+        ];
+        if let Some(out) = out_dir {
+            args.extend(["--out-dir".into(), out.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        signet(&args, &[])
+    }
+
+    fn verify(&self, model: &Path, extra: &[&str]) -> (i32, String, String) {
+        let model = model.display().to_string();
+        let mut args = vec!["verify", model.as_str(), "--jwks", self.jwks_url.as_str()];
+        args.extend_from_slice(extra);
+        signet(&args, &[])
+    }
+
+    /// A copy of the signed model (signature files included) to tamper with.
+    fn copy(&self, name: &str) -> PathBuf {
+        let copy = self.dir.path().join(name);
+        copy_tree(&self.model, &copy);
+        copy
+    }
+}
+
+/// Asserts a verification failed with exit 1 and the first stderr line says `reason`.
+fn assert_fails(outcome: (i32, String, String), reason: &str) {
+    let (code, stdout, stderr) = outcome;
+    assert_eq!(code, 1, "expected exit 1; stdout {stdout}; stderr {stderr}");
+    let first = stderr.lines().next().unwrap_or("");
+    assert!(
+        first.contains(reason),
+        "first line of stderr should say {reason:?}: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_model_verifies_online_and_offline_and_by_independent_tools() {
+    let s = Signed::new().await;
+    for file in [
+        "manifest.json",
+        "manifest.json.sig",
+        "model.sig",
+        "signet-receipt.json",
+    ] {
+        assert!(
+            s.model.join(file).is_file(),
+            "{file} written beside the model"
+        );
+    }
+    let (code, stdout, stderr) = s.verify(
+        &s.model,
+        &[
+            "--identity",
+            "repository=acme/models",
+            "--identity",
+            "sub=repo:acme/models:ref:refs/heads/main",
+            "--server",
+            &s.h.daemon.base_url,
+        ],
+    );
+    assert_eq!(code, 0, "verify: {stderr}");
+    assert!(stdout.starts_with("verified: 4 files"), "{stdout}");
+
+    // Offline: the JWKS saved to a file, no server.
+    let jwks = s.h.get_json("/.well-known/jwks.json").await;
+    let jwks_file = s.dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, jwks.to_string()).expect("jwks file");
+    let model = s.model.display().to_string();
+    let jwks_path = jwks_file.display().to_string();
+    let (code, _, stderr) = signet(&["verify", &model, "--jwks", &jwks_path], &[]);
+    assert_eq!(code, 0, "offline verify: {stderr}");
+
+    // OpenSSL checks the raw detached signature over the manifest's bytes.
+    let receipt: Value =
+        serde_json::from_slice(&std::fs::read(s.model.join("signet-receipt.json")).expect("read"))
+            .expect("receipt JSON");
+    let jwk = find_jwk(&jwks, receipt["key_id"].as_str().expect("key_id"));
+    let signature = std::fs::read(s.model.join("manifest.json.sig")).expect("sig");
+    assert!(
+        openssl_verify(jwk, &s.model.join("manifest.json"), &signature),
+        "openssl dgst -verify accepts manifest.json.sig"
+    );
+
+    // The DSSE envelope's signature over its PAE, checked with RustCrypto from the JWK JSON.
+    let bundle: Value =
+        serde_json::from_slice(&std::fs::read(s.model.join("model.sig")).expect("read"))
+            .expect("bundle JSON");
+    let envelope = &bundle["dsseEnvelope"];
+    let payload = STANDARD
+        .decode(envelope["payload"].as_str().expect("payload"))
+        .expect("base64");
+    let payload_type = envelope["payloadType"].as_str().expect("payloadType");
+    let pae = [
+        format!(
+            "DSSEv1 {} {payload_type} {} ",
+            payload_type.len(),
+            payload.len()
+        )
+        .as_bytes(),
+        &payload,
+    ]
+    .concat();
+    let sig = STANDARD
+        .decode(envelope["signatures"][0]["sig"].as_str().expect("sig"))
+        .expect("base64");
+    assert!(
+        check(jwk, &Sha256::digest(&pae), &sig),
+        "DSSE signature verifies"
+    );
+    let statement: Value = serde_json::from_slice(&payload).expect("statement");
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    let names: Vec<&str> = statement["predicate"]["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| r["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "config.json",
+            "empty.bin",
+            "tokenizer/vocab-é.json",
+            "weights/layer 1.bin"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tampering_fails_and_names_what_broke() {
+    let s = Signed::new().await;
+
+    let flipped = s.copy("flipped");
+    let weights = flipped.join("weights/layer 1.bin");
+    let mut bytes = std::fs::read(&weights).expect("read");
+    bytes[1234] ^= 0x01;
+    std::fs::write(&weights, bytes).expect("write");
+    assert_fails(
+        s.verify(&flipped, &[]),
+        "weights/layer 1.bin does not match",
+    );
+
+    let added = s.copy("added");
+    std::fs::write(added.join("weights/backdoor.bin"), b"x").expect("write");
+    assert_fails(
+        s.verify(&added, &[]),
+        "weights/backdoor.bin is not in the manifest",
+    );
+
+    let removed = s.copy("removed");
+    std::fs::remove_file(removed.join("config.json")).expect("rm");
+    assert_fails(
+        s.verify(&removed, &[]),
+        "config.json is in the manifest but missing",
+    );
+
+    let renamed = s.copy("renamed");
+    std::fs::rename(renamed.join("config.json"), renamed.join("config2.json")).expect("mv");
+    let outcome = s.verify(&renamed, &[]);
+    assert!(
+        outcome.2.contains("config2.json is not in the manifest"),
+        "{}",
+        outcome.2
+    );
+    assert_fails(outcome, "config.json is in the manifest but missing");
+
+    let edited = s.copy("edited");
+    let manifest = std::fs::read_to_string(edited.join("manifest.json")).expect("read");
+    assert!(manifest.contains(r#""size":0"#), "{manifest}");
+    std::fs::write(
+        edited.join("manifest.json"),
+        manifest.replace(r#""size":0"#, r#""size":1"#),
+    )
+    .expect("write");
+    assert_fails(
+        s.verify(&edited, &[]),
+        "manifest.json.sig: the signature does not verify",
+    );
+
+    // The same model signed by another key: its signature does not verify under the receipt's key.
+    let other_sigs = s.dir.path().join("other-sigs");
+    std::fs::create_dir_all(&other_sigs).expect("mkdir");
+    let (code, _, stderr) = s.sign(&s.model, "other-key", Some(&other_sigs));
+    assert_eq!(code, 0, "{stderr}");
+    let foreign = s.copy("foreign-signature");
+    std::fs::copy(
+        other_sigs.join("manifest.json.sig"),
+        foreign.join("manifest.json.sig"),
+    )
+    .expect("cp");
+    assert_fails(
+        s.verify(&foreign, &[]),
+        "manifest.json.sig: the signature does not verify",
+    );
+
+    // A receipt for another entry: another model's signing.
+    let other_model = s.dir.path().join("other-model");
+    write_model(&other_model);
+    std::fs::write(other_model.join("extra.bin"), b"other").expect("write");
+    let (code, _, stderr) = s.sign(&other_model, "model-signing", None);
+    assert_eq!(code, 0, "{stderr}");
+    let wrong_receipt = s.copy("wrong-receipt");
+    std::fs::copy(
+        other_model.join("signet-receipt.json"),
+        wrong_receipt.join("signet-receipt.json"),
+    )
+    .expect("cp");
+    assert_fails(
+        s.verify(&wrong_receipt, &[]),
+        "does not record manifest.json.sig: it records another digest",
+    );
+
+    // A checkpoint whose signature was tampered with.
+    let bad_checkpoint = s.copy("bad-checkpoint");
+    let path = bad_checkpoint.join("signet-receipt.json");
+    let mut receipt: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+    let note = receipt["checkpoint"].as_str().expect("note").to_string();
+    let (body, signature_line) = note.trim_end().rsplit_once('\n').expect("signature line");
+    let (prefix, blob) = signature_line.rsplit_once(' ').expect("blob");
+    let mut raw = STANDARD.decode(blob).expect("base64");
+    let last = raw.len() - 1;
+    raw[last] ^= 0x01;
+    receipt["checkpoint"] = json!(format!("{body}\n{prefix} {}\n", STANDARD.encode(raw)));
+    std::fs::write(&path, receipt.to_string()).expect("write");
+    assert_fails(s.verify(&bad_checkpoint, &[]), "the receipt's checkpoint");
+
+    // A signer from another repository than the one demanded.
+    assert_fails(
+        s.verify(&s.model, &["--identity", "repository=acme/other"]),
+        "the signer's repository is acme/models, not acme/other",
+    );
+
+    // A JWKS without the key (as after an emergency retirement).
+    let empty_jwks = s.dir.path().join("empty-jwks.json");
+    std::fs::write(&empty_jwks, r#"{"keys":[]}"#).expect("write");
+    let model = s.model.display().to_string();
+    let jwks = empty_jwks.display().to_string();
+    assert_fails(
+        signet(&["verify", &model, "--jwks", &jwks], &[]),
+        "is not in the JWKS: it was retired",
+    );
+
+    // And the untouched model still verifies.
+    let (code, _, stderr) = s.verify(&s.model, &[]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_token_and_unknown_key_are_clear_errors() {
+    let s = Signed::new().await;
+    let model = s.model.display().to_string();
+    let server = s.h.daemon.base_url.clone();
+    let (code, _, stderr) = signet(
+        &[
+            "sign",
+            &model,
+            "--server",
+            &server,
+            "--key",
+            "model-signing",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no OIDC ID token"), "{stderr}");
+
+    let token = s.token_file().display().to_string();
+    let (code, _, stderr) = signet(
+        &[
+            "sign",
+            &model,
+            "--server",
+            &server,
+            "--key",
+            "nope",
+            "--token-file",
+            &token,
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no key named \"nope\""), "{stderr}");
+
+    // A token the policy does not admit is refused before any hashing, and never echoed.
+    let stranger = s.h.issuer.mint_edited(|c| {
+        c.insert("repository".into(), json!("evil/models"));
+    });
+    let (code, _, stderr) = signet(
+        &[
+            "sign",
+            &model,
+            "--server",
+            &server,
+            "--key",
+            "model-signing",
+        ],
+        &[("SIGNET_ID_TOKEN", &stranger)],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("forbidden"), "{stderr}");
+    assert!(!stderr.contains(&stranger), "the token is never printed");
+}
+
+#[derive(Clone)]
+struct GitHubEndpoint {
+    token: String,
+}
+
+/// GitHub Actions' ID token endpoint: bearer `ACTIONS_ID_TOKEN_REQUEST_TOKEN`, `audience` query.
+async fn github_token(
+    State(endpoint): State<GitHubEndpoint>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, StatusCode> {
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("bearer request-secret"));
+    if !authorized {
+        return Err(StatusCode::UNAUTHORIZED);
+    }
+    if query.get("audience").map(String::as_str) != Some("signet") {
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    Ok(Json(json!({"count": 1, "value": endpoint.token})))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_actions_and_environment_tokens_are_used() {
+    let s = Signed::new().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("addr");
+    let app = axum::Router::new()
+        .route("/token", axum::routing::get(github_token))
+        .with_state(GitHubEndpoint {
+            token: s.h.issuer.mint_default(),
+        });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    // GitHub gives a URL that already has a query string.
+    let request_url = format!("http://{address}/token?api-version=2.0");
+    let model = s.model.display().to_string();
+    let server = s.h.daemon.base_url.clone();
+    let args = [
+        "sign",
+        model.as_str(),
+        "--server",
+        &server,
+        "--key",
+        "model-signing",
+    ];
+    let (code, _, stderr) = signet(
+        &args,
+        &[
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", &request_url),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-secret"),
+        ],
+    );
+    assert_eq!(code, 0, "GitHub Actions token: {stderr}");
+    assert!(!stderr.contains("request-secret"));
+
+    let (code, _, stderr) = signet(
+        &args,
+        &[
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", &request_url),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "wrong"),
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("GitHub Actions' ID token endpoint: HTTP 401"),
+        "{stderr}"
+    );
+
+    // GitLab: an `id_tokens` entry named SIGNET_ID_TOKEN.
+    let token = s.h.issuer.mint_default();
+    let (code, _, stderr) = signet(&args, &[("SIGNET_ID_TOKEN", &token)]);
+    assert_eq!(code, 0, "SIGNET_ID_TOKEN: {stderr}");
+    let (code, _, stderr) = s.verify(&s.model, &[]);
+    assert_eq!(code, 0, "{stderr}");
+}
