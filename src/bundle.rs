@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::canonical::{CanonicalError, to_canonical_vec};
+use crate::jwks::spki_to_pem;
 use crate::manifest::{Manifest, OUTPUT_FILES};
 
 /// The bundle's media type.
@@ -31,12 +32,27 @@ pub enum BundleError {
     Malformed(String),
 }
 
+/// Top-level paths model-signing leaves out by default (`--ignore-git-paths`). signet's manifest
+/// covers them; the statement does not, so that model-signing verifiers agree with it.
+const GIT_PATHS: &[&str] = &[".gitattributes", ".github", ".gitignore"];
+
+/// Whether model-signing ignores this manifest path by default.
+pub fn ignored_by_model_signing(path: &str) -> bool {
+    GIT_PATHS
+        .iter()
+        .any(|git| path == *git || path.strip_prefix(git).is_some_and(|r| r.starts_with('/')))
+}
+
 /// The statement's bytes (canonical JSON) for a model's manifest: one resource per file with
 /// its SHA-256, the subject digest over all of them, and signet's provenance in the predicate.
 pub fn statement(model_name: &str, manifest: &Manifest, key: &str) -> Result<Vec<u8>, BundleError> {
     let mut root = Sha256::new();
     let mut resources = Vec::with_capacity(manifest.files.len());
-    for file in &manifest.files {
+    for file in manifest
+        .files
+        .iter()
+        .filter(|f| !ignored_by_model_signing(&f.path))
+    {
         let hex_digest = file
             .digest
             .strip_prefix("sha256:")
@@ -47,7 +63,7 @@ pub fn statement(model_name: &str, manifest: &Manifest, key: &str) -> Result<Vec
         resources.push(json!({"name": file.path, "algorithm": "sha256", "digest": hex_digest}));
     }
     // signet's outputs sit in the model directory; model-signing verifiers must skip them.
-    let ignore_paths: Vec<&str> = OUTPUT_FILES.to_vec();
+    let ignore_paths: Vec<&str> = OUTPUT_FILES.iter().chain(GIT_PATHS).copied().collect();
     let statement = json!({
         "_type": STATEMENT_TYPE,
         "subject": [{"name": model_name, "digest": {"sha256": hex::encode(root.finalize())}}],
@@ -71,6 +87,12 @@ pub fn statement(model_name: &str, manifest: &Manifest, key: &str) -> Result<Vec
         },
     });
     Ok(to_canonical_vec(&statement)?)
+}
+
+/// The bundle's key hint: model-signing 1.x compares the hex SHA-256 of the public key's PEM
+/// (SubjectPublicKeyInfo, 64-column base64, final newline) with the key it is given.
+pub fn public_key_hint(spki: &[u8]) -> String {
+    hex::encode(Sha256::digest(spki_to_pem(spki).as_bytes()))
 }
 
 /// DSSE's pre-authentication encoding of a statement: what is actually signed.
@@ -98,7 +120,7 @@ pub struct Bundle {
     pub dsse_envelope: Envelope,
 }
 
-/// The bundle's verification material: a public key named by a hint (signet's kid).
+/// The bundle's verification material: a public key named by a hint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerificationMaterial {
@@ -109,7 +131,7 @@ pub struct VerificationMaterial {
 /// A public key identifier.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PublicKeyHint {
-    /// signet's kid of the key version.
+    /// Hex SHA-256 of the key's PEM, as model-signing computes it (see [`public_key_hint`]).
     pub hint: String,
 }
 
@@ -133,13 +155,13 @@ pub struct EnvelopeSignature {
 }
 
 impl Bundle {
-    /// The bundle of a signed statement.
-    pub fn new(statement: &[u8], signature: &[u8], key_id: &str) -> Bundle {
+    /// The bundle of a signed statement by the key with this [`public_key_hint`].
+    pub fn new(statement: &[u8], signature: &[u8], hint: &str) -> Bundle {
         Bundle {
             media_type: BUNDLE_MEDIA_TYPE.to_string(),
             verification_material: VerificationMaterial {
                 public_key: PublicKeyHint {
-                    hint: key_id.to_string(),
+                    hint: hint.to_string(),
                 },
             },
             dsse_envelope: Envelope {
@@ -230,5 +252,13 @@ mod tests {
             pae(b"hello"),
             b"DSSEv1 28 application/vnd.in-toto+json 5 hello".to_vec()
         );
+    }
+
+    #[test]
+    fn git_paths_are_left_out_at_the_top_level_only() {
+        assert!(ignored_by_model_signing(".gitattributes"));
+        assert!(ignored_by_model_signing(".github/workflows/ci.yml"));
+        assert!(!ignored_by_model_signing(".githubx"));
+        assert!(!ignored_by_model_signing("sub/.gitignore"));
     }
 }

@@ -231,6 +231,7 @@ pub fn verify_model(request: &Request<'_>) -> Result<Verified, VerifyError> {
     let listed: Vec<(String, String)> = manifest
         .files
         .iter()
+        .filter(|f| !bundle::ignored_by_model_signing(&f.path))
         .map(|f| {
             let hex = f.digest.strip_prefix("sha256:").unwrap_or(&f.digest);
             (f.path.clone(), hex.to_string())

@@ -18,7 +18,7 @@ use crate::algorithm::Algorithm;
 use crate::bundle;
 use crate::client::{Client, ClientError};
 use crate::id_token::TokenSource;
-use crate::jwks::JwkSet;
+use crate::jwks::{JwkSet, spki_from_jwk};
 use crate::log::checkpoint::verify_checkpoint;
 use crate::manifest::{OUTPUT_FILES, build_with_progress};
 use crate::receipt::{LoggedSignature, RECEIPT_VERSION, Receipt};
@@ -168,10 +168,10 @@ pub fn run(args: SignArgs) -> Result<(), Failure> {
         )
         .await?;
 
-        let model_sig =
-            bundle::Bundle::new(&statement, &envelope_signature, &manifest_signed.key_id)
-                .to_json()
-                .map_err(Failure::usage)?;
+        let hint = signing_key_hint(&jwks, &manifest_signed.key_id)?;
+        let model_sig = bundle::Bundle::new(&statement, &envelope_signature, &hint)
+            .to_json()
+            .map_err(Failure::usage)?;
         let receipt_json = serde_json::to_vec_pretty(&receipt).map_err(Failure::usage)?;
         write_atomically(&out_dir.join("manifest.json"), &manifest_bytes)?;
         write_atomically(&out_dir.join("manifest.json.sig"), &manifest_signature)?;
@@ -262,6 +262,17 @@ async fn sign_digests(
             Err(e) => return Err(client_failure(e).context_msg("signing")),
         }
     }
+}
+
+/// model-signing's hint for the key that signed.
+fn signing_key_hint(jwks: &JwkSet, kid: &str) -> Result<String, Failure> {
+    let jwk = jwks
+        .keys
+        .iter()
+        .find(|k| k.kid == kid)
+        .ok_or_else(|| Failure::refused(anyhow!("kid {kid} is not in the server's JWKS")))?;
+    let (_, spki) = spki_from_jwk(jwk).map_err(Failure::refused)?;
+    Ok(bundle::public_key_hint(&spki))
 }
 
 /// Checks one returned signature against the JWKS and the digest that was sent.

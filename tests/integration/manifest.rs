@@ -38,6 +38,8 @@ fn model(dir: &std::path::Path) {
     std::fs::write(dir.join("weights/model-00002.safetensors"), b"second shard").expect("write");
     std::fs::write(dir.join("config.json"), b"{\"layers\": 2}").expect("write");
     std::fs::write(dir.join("empty"), b"").expect("write");
+    std::fs::create_dir_all(dir.join("tokenizer")).expect("mkdir");
+    std::fs::write(dir.join("tokenizer/vocab é 1.json"), b"{}").expect("write");
 }
 
 #[test]
@@ -79,6 +81,7 @@ fn digests_match_sha256sum_and_outputs_are_left_out() {
         [
             "config.json",
             "empty",
+            "tokenizer/vocab é 1.json",
             "weights/model-00001.safetensors",
             "weights/model-00002.safetensors"
         ]
@@ -175,4 +178,23 @@ fn git_head_is_recorded_only_for_a_clean_tree() {
     assert!(stderr.contains("uncommitted changes"), "{stderr}");
     let manifest: Value = serde_json::from_str(&stdout).expect("json");
     assert!(manifest.get("git_commit").is_none());
+}
+
+#[test]
+fn a_symlink_leaving_the_model_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("tempdir");
+    model(dir.path());
+    std::fs::write(outside.path().join("secret"), b"s").expect("write");
+    std::os::unix::fs::symlink(
+        outside.path().join("secret"),
+        dir.path().join("weights/linked.bin"),
+    )
+    .expect("symlink");
+    let (code, _, stderr) = signet(&["manifest", "."], dir.path());
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("weights/linked.bin is a symlink that leaves the model directory"),
+        "{stderr}"
+    );
 }

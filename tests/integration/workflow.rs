@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::harness::Harness;
+use crate::harness::{DaemonConfig, Harness};
 use crate::verify::{check, find_jwk, openssl_verify};
 
 /// Runs the `signet` binary with no CI token variables inherited; returns (code, stdout, stderr).
@@ -81,19 +81,24 @@ struct Signed {
 
 impl Signed {
     async fn new() -> Signed {
-        let h = Harness::start_with(|c| c.add_key("other-key", "ES256")).await;
+        let signed = Signed::unsigned(|c| c.add_key("other-key", "ES256")).await;
+        let (code, _, stderr) = signed.sign(&signed.model, "model-signing", None);
+        assert_eq!(code, 0, "sign failed: {stderr}");
+        signed
+    }
+
+    /// The daemon (adjusted by `tweak`) and a model, not signed yet.
+    async fn unsigned(tweak: impl FnOnce(&mut DaemonConfig)) -> Signed {
+        let h = Harness::start_with(tweak).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let model = dir.path().join("model");
         write_model(&model);
-        let signed = Signed {
+        Signed {
             jwks_url: h.daemon.url("/.well-known/jwks.json"),
             h,
             dir,
             model,
-        };
-        let (code, _, stderr) = signed.sign(&signed.model, "model-signing", None);
-        assert_eq!(code, 0, "sign failed: {stderr}");
-        signed
+        }
     }
 
     fn token_file(&self) -> PathBuf {
@@ -103,6 +108,12 @@ impl Signed {
     }
 
     fn sign(&self, model: &Path, key: &str, out_dir: Option<&Path>) -> (i32, String, String) {
+        let args = self.sign_args(model, key, out_dir);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        signet(&args, &[])
+    }
+
+    fn sign_args(&self, model: &Path, key: &str, out_dir: Option<&Path>) -> Vec<String> {
         let token = self.token_file();
         let mut args = vec![
             "sign".to_string(),
@@ -117,8 +128,7 @@ impl Signed {
         if let Some(out) = out_dir {
             args.extend(["--out-dir".into(), out.display().to_string()]);
         }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        signet(&args, &[])
+        args
     }
 
     fn verify(&self, model: &Path, extra: &[&str]) -> (i32, String, String) {
@@ -492,6 +502,175 @@ async fn github_actions_and_environment_tokens_are_used() {
     let token = s.h.issuer.mint_default();
     let (code, _, stderr) = signet(&args, &[("SIGNET_ID_TOKEN", &token)]);
     assert_eq!(code, 0, "SIGNET_ID_TOKEN: {stderr}");
+    let (code, _, stderr) = s.verify(&s.model, &[]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// The pinned venv's Python (scripts/test.sh makes it); its absence fails the test.
+fn python() -> String {
+    let python = std::env::var("SIGNET_TEST_PYTHON").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").to_string()
+    });
+    assert!(
+        Path::new(&python).exists(),
+        "{python} is missing: scripts/test.sh creates it from tests/independent/requirements.txt"
+    );
+    python
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssf_model_signing_accepts_model_sig_and_catches_tampering() {
+    let s = Signed::new().await;
+    // Top-level git files are covered by signet's manifest but left out of the statement, as
+    // model-signing ignores them by default.
+    std::fs::write(s.model.join(".gitattributes"), "*.bin filter=lfs\n").expect("write");
+    let (code, _, stderr) = s.sign(&s.model, "model-signing", None);
+    assert_eq!(code, 0, "{stderr}");
+    let jwks = s.h.get_json("/.well-known/jwks.json").await;
+    let receipt: Value =
+        serde_json::from_slice(&std::fs::read(s.model.join("signet-receipt.json")).expect("read"))
+            .expect("receipt JSON");
+    let pem = s.dir.path().join("pub.pem");
+    std::fs::write(
+        &pem,
+        crate::verify::jwk_to_pem(find_jwk(&jwks, receipt["key_id"].as_str().expect("kid"))),
+    )
+    .expect("pem");
+    let model_signing_verify = |model: &Path| {
+        Command::new(python())
+            .args(["-m", "model_signing", "verify", "key"])
+            .arg(model)
+            .arg("--signature")
+            .arg(model.join("model.sig"))
+            .arg("--public_key")
+            .arg(&pem)
+            .output()
+            .expect("model_signing runs")
+    };
+    let output = model_signing_verify(&s.model);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "model_signing verify key: {said}");
+    assert!(said.contains("Verification succeeded"), "{said}");
+    let (code, _, stderr) = s.verify(&s.model, &[]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let flipped = s.copy("flipped");
+    let weights = flipped.join("weights/layer 1.bin");
+    let mut bytes = std::fs::read(&weights).expect("read");
+    bytes[0] ^= 0x80;
+    std::fs::write(&weights, bytes).expect("write");
+    let output = model_signing_verify(&flipped);
+    assert!(
+        !output.status.success(),
+        "model_signing catches a flipped byte"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_of_ten_thousand_files_signs_and_verifies() {
+    let s = Signed::unsigned(|_| {}).await;
+    let big = s.dir.path().join("many");
+    for i in 0..10_000u32 {
+        let dir = big.join(format!("shard-{:03}", i / 100));
+        if i % 100 == 0 {
+            std::fs::create_dir_all(&dir).expect("mkdir");
+        }
+        std::fs::write(dir.join(format!("{i}.bin")), i.to_le_bytes()).expect("write");
+    }
+    let (code, _, stderr) = s.sign(&big, "model-signing", None);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("signed 10000 files"), "{stderr}");
+    let (code, stdout, stderr) = s.verify(&big, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("verified: 10000 files"), "{stdout}");
+    std::fs::remove_file(big.join("shard-042/4242.bin")).expect("rm");
+    assert_fails(
+        s.verify(&big, &[]),
+        "shard-042/4242.bin is in the manifest but missing",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_is_retried_with_backoff() {
+    // The daemon asks the issuer again at most once a second.
+    let s = Signed::unsigned(|c| c.refetch_cooldown = "1s".into()).await;
+    // The issuer is down: opening a session gets 503 issuer_unavailable until it is back.
+    s.h.issuer.set_down(true);
+    let args = s.sign_args(&s.model, "model-signing", None);
+    let signing = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        signet(&args, &[])
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    s.h.issuer.set_down(false);
+    let (code, _, stderr) = signing.await.expect("join");
+    assert_eq!(
+        code, 0,
+        "sign retried the 503 until the issuer was back: {stderr}"
+    );
+
+    let logs = s.h.daemon.logs();
+    let refused = logs.matches("path=/v1/sessions status=503").count();
+    assert!(refused >= 1, "the first attempts were refused: {logs}");
+    assert_eq!(logs.matches("path=/v1/sessions status=201").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_expires_while_hashing_is_replaced() {
+    let s = Signed::unsigned(|c| c.max_ttl = "10s".into()).await;
+    // A large sparse file keeps `signet sign` hashing for a few seconds; it is paused past the
+    // session's 10 s lifetime right after the session is opened.
+    let weights = std::fs::File::create(s.model.join("weights/big.bin")).expect("create");
+    weights.set_len(3 << 30).expect("sparse file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signet"))
+        .args(s.sign_args(&s.model, "model-signing", None))
+        .env_remove("SIGNET_ID_TOKEN")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn signet sign");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !s.h.daemon.logs().contains("path=/v1/sessions status=201") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            s.h.daemon.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let pid = child.id().to_string();
+    let stop = Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("kill");
+    assert!(stop.success());
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let cont = Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .expect("kill");
+    assert!(cont.success());
+    let output = tokio::task::spawn_blocking(move || {
+        let status = child.wait().expect("wait");
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            std::io::Read::read_to_string(&mut pipe, &mut stderr).expect("stderr");
+        }
+        (status, stderr)
+    })
+    .await
+    .expect("join");
+    assert!(output.0.success(), "{}", output.1);
+    assert!(
+        output
+            .1
+            .contains("the session expired while hashing; opening a new one"),
+        "{}",
+        output.1
+    );
     let (code, _, stderr) = s.verify(&s.model, &[]);
     assert_eq!(code, 0, "{stderr}");
 }
