@@ -18,6 +18,14 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// A local file could not be read (exit 2).
+    #[error("cannot read {path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The server answered with an error (exit 1).
     #[error("{url}: HTTP {status} {code}: {detail}")]
     Refused {
@@ -49,11 +57,17 @@ impl ClientError {
         }
     }
 
+    /// Whether this is a local problem (unreachable server, unreadable file): exit 2, not 1.
+    pub fn is_io(&self) -> bool {
+        matches!(self, ClientError::Unreachable { .. } | ClientError::File { .. })
+    }
+
     /// Whether trying again later may succeed: the server was unreachable, or said it is
     /// temporarily unable (503) or rate-limited the caller.
     pub fn is_transient(&self) -> bool {
         match self {
             ClientError::Unreachable { .. } => true,
+            ClientError::File { .. } => false,
             ClientError::Refused { status, code, .. } => *status == 503 || code == "rate_limited",
             ClientError::Malformed { .. } => false,
         }
@@ -198,8 +212,8 @@ pub async fn load_jwks(source: &str) -> Result<JwkSet, ClientError> {
         let client = Client::new(source)?;
         return client.get_json("").await;
     }
-    let text = std::fs::read_to_string(source).map_err(|e| ClientError::Unreachable {
-        url: source.to_string(),
+    let text = std::fs::read_to_string(source).map_err(|e| ClientError::File {
+        path: source.to_string(),
         reason: e.to_string(),
     })?;
     serde_json::from_str(&text).map_err(|e| ClientError::Malformed {

@@ -87,9 +87,10 @@ pub fn run(command: LogCommand) -> Result<(), Failure> {
 }
 
 fn client_failure(error: ClientError) -> Failure {
-    match error {
-        ClientError::Unreachable { .. } => Failure::usage(error),
-        other => Failure::refused(other),
+    if error.is_io() {
+        Failure::usage(error)
+    } else {
+        Failure::refused(error)
     }
 }
 

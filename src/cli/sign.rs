@@ -104,9 +104,10 @@ struct Proof {
 
 /// A server error as an exit code: unreachable is I/O (2), a refusal or a bad answer is 1.
 pub fn client_failure(error: ClientError) -> Failure {
-    match error {
-        ClientError::Unreachable { .. } => Failure::usage(error),
-        other => Failure::refused(other),
+    if error.is_io() {
+        Failure::usage(error)
+    } else {
+        Failure::refused(error)
     }
 }
 
