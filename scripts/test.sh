@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
+# OpenBao and LocalStack, pinned, for the Vault Transit and AWS KMS tests.
+scripts/install-backends.sh
 
 # The independent verifiers (tests/independent/check_log.py on Python's `cryptography`, and
 # OpenSSF's `model_signing verify key`) run from a pinned venv inside target/.

@@ -1,14 +1,23 @@
 //! The `SigningBackend` trait: where private keys live. One file per backend under `backend/`;
 //! nothing else in the daemon names a backend type.
+#[cfg(feature = "aws")]
+pub mod aws_kms;
+#[cfg(feature = "gcp")]
+pub mod gcp_kms;
 pub mod pkcs11;
+#[cfg(feature = "vault")]
+pub mod vault_transit;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
 use crate::algorithm::Algorithm;
 use crate::config::BackendConfig;
+use crate::signature::PublicKey;
 
 /// What signet asks a backend to find or create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,23 +145,260 @@ pub trait SigningBackend: Send + Sync + std::fmt::Debug {
 
     /// Checks that the backend answers (for `/readyz`).
     async fn health(&self) -> Result<(), BackendError>;
+
+    /// Whether signet must check this backend's signatures before returning them: true for
+    /// backends across a network, where an answer can be corrupted or come from the wrong key.
+    fn answers_need_checking(&self) -> bool {
+        true
+    }
 }
 
-/// Builds the backend configured as `name`.
+/// Builds the backend configured as `name`, behind the operator's call limits.
 pub async fn build(
     name: &str,
     config: &BackendConfig,
 ) -> Result<Arc<dyn SigningBackend>, BackendError> {
-    match config {
-        BackendConfig::Pkcs11(c) => Ok(Arc::new(pkcs11::Pkcs11Backend::connect(name, c).await?)),
-        other => Err(BackendError::Failed {
-            backend: name.to_string(),
-            reason: format!(
-                "backend type {} is not built into this version",
-                other.kind()
-            ),
-        }),
+    let inner: Arc<dyn SigningBackend> = match config {
+        BackendConfig::Pkcs11(c) => Arc::new(pkcs11::Pkcs11Backend::connect(name, c).await?),
+        #[cfg(feature = "vault")]
+        BackendConfig::VaultTransit(c) => {
+            Arc::new(vault_transit::VaultTransitBackend::connect(name, c).await?)
+        }
+        #[cfg(feature = "aws")]
+        BackendConfig::AwsKms(c) => Arc::new(aws_kms::AwsKmsBackend::connect(name, c).await?),
+        #[cfg(feature = "gcp")]
+        BackendConfig::GcpKms(c) => Arc::new(gcp_kms::GcpKmsBackend::connect(name, c).await?),
+        #[allow(unreachable_patterns)]
+        other => {
+            return Err(BackendError::Failed {
+                backend: name.to_string(),
+                reason: format!(
+                    "backend type {} is not built into this binary (cargo feature off)",
+                    other.kind()
+                ),
+            });
+        }
+    };
+    let limits = config.call_limits();
+    Ok(Arc::new(Guarded::new(
+        inner,
+        limits.timeout.get(),
+        limits.max_retries,
+    )))
+}
+
+/// The least time a backend gets to find or create a key. Backend clients' own timeouts are set
+/// at least this long too; `Guarded` enforces the shorter deadline of every other call.
+pub(crate) const KEY_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// First pause before a retry; doubled each time, never past the call's deadline.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// Any backend behind the limits the operator set: one deadline per call (`timeout`, retries
+/// included), bounded retries with back-off of what is safe to retry, and, for backends across a
+/// network, every signature checked against its version's public key before it leaves, so a
+/// corrupted answer never becomes a signature.
+#[derive(Debug)]
+pub struct Guarded {
+    inner: Arc<dyn SigningBackend>,
+    timeout: Duration,
+    max_retries: u32,
+    public_keys: RwLock<HashMap<String, Arc<PublicKey>>>,
+}
+
+impl Guarded {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn SigningBackend>, timeout: Duration, max_retries: u32) -> Self {
+        Guarded {
+            inner,
+            timeout,
+            max_retries,
+            public_keys: RwLock::new(HashMap::new()),
+        }
     }
+
+    fn timed_out(&self) -> BackendError {
+        BackendError::Timeout {
+            backend: self.inner.name().to_string(),
+            after: self.timeout,
+        }
+    }
+
+    /// Runs `call` until it succeeds, fails for good, runs out of retries or of time.
+    async fn retrying<T, F, Fut>(&self, retry_timeouts: bool, call: F) -> Result<T, BackendError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, BackendError>>,
+    {
+        self.retrying_within(self.timeout, retry_timeouts, call)
+            .await
+    }
+
+    async fn retrying_within<T, F, Fut>(
+        &self,
+        limit: Duration,
+        retry_timeouts: bool,
+        call: F,
+    ) -> Result<T, BackendError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, BackendError>>,
+    {
+        let deadline = Instant::now() + limit;
+        let mut pause = FIRST_RETRY_PAUSE;
+        let mut attempt = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let outcome = match tokio::time::timeout(left, call()).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    return Err(BackendError::Timeout {
+                        backend: self.inner.name().to_string(),
+                        after: limit,
+                    });
+                }
+            };
+            let retry = match &outcome {
+                Ok(_) => false,
+                Err(BackendError::Unavailable { .. } | BackendError::Malformed { .. }) => true,
+                Err(BackendError::Timeout { .. }) => retry_timeouts,
+                Err(_) => false,
+            };
+            if !retry || attempt >= self.max_retries {
+                return outcome;
+            }
+            attempt += 1;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left <= pause {
+                return outcome;
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+    }
+
+    async fn verifier(
+        &self,
+        reference: &str,
+        algorithm: Algorithm,
+    ) -> Result<Arc<PublicKey>, BackendError> {
+        if let Some(key) = self
+            .public_keys
+            .read()
+            .ok()
+            .and_then(|m| m.get(reference).cloned())
+        {
+            return Ok(key);
+        }
+        let spki = self
+            .retrying(true, || self.inner.public_key(reference, algorithm))
+            .await?;
+        let key = Arc::new(PublicKey::from_spki(algorithm, &spki).map_err(|e| {
+            BackendError::Malformed {
+                backend: self.inner.name().to_string(),
+                reason: format!("public key: {e}"),
+            }
+        })?);
+        if let Ok(mut keys) = self.public_keys.write() {
+            keys.insert(reference.to_string(), key.clone());
+        }
+        Ok(key)
+    }
+}
+
+#[async_trait]
+impl SigningBackend for Guarded {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    fn answers_need_checking(&self) -> bool {
+        self.inner.answers_need_checking()
+    }
+
+    async fn find_or_create(&self, spec: &KeySpec) -> Result<BackendKey, BackendError> {
+        // A creation that timed out may have happened: only a refused connection is retried.
+        // Creating a key (RSA generation in particular) is an administrative step that may take
+        // longer than a signature: it gets at least KEY_CREATION_TIMEOUT.
+        self.retrying_within(self.timeout.max(KEY_CREATION_TIMEOUT), false, || {
+            self.inner.find_or_create(spec)
+        })
+        .await
+    }
+
+    async fn public_key(
+        &self,
+        reference: &str,
+        algorithm: Algorithm,
+    ) -> Result<Vec<u8>, BackendError> {
+        self.retrying(true, || self.inner.public_key(reference, algorithm))
+            .await
+    }
+
+    async fn sign(
+        &self,
+        reference: &str,
+        algorithm: Algorithm,
+        digests: Vec<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>, BackendError> {
+        let checker = if self.inner.answers_need_checking() {
+            Some(self.verifier(reference, algorithm).await?)
+        } else {
+            None
+        };
+        self.retrying(true, || async {
+            let signatures = self
+                .inner
+                .sign(reference, algorithm, digests.clone())
+                .await?;
+            if signatures.len() != digests.len() {
+                return Err(BackendError::Malformed {
+                    backend: self.inner.name().to_string(),
+                    reason: format!(
+                        "{} signatures for {} digests",
+                        signatures.len(),
+                        digests.len()
+                    ),
+                });
+            }
+            if let Some(key) = &checker {
+                for (digest, signature) in digests.iter().zip(&signatures) {
+                    if !key.verifies(digest, signature) {
+                        return Err(BackendError::Malformed {
+                            backend: self.inner.name().to_string(),
+                            reason: "a signature does not verify under the key's public key".into(),
+                        });
+                    }
+                }
+            }
+            Ok(signatures)
+        })
+        .await
+    }
+
+    async fn health(&self) -> Result<(), BackendError> {
+        match tokio::time::timeout(self.timeout, self.inner.health()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+}
+
+/// The DER inside a PEM `PUBLIC KEY` block (as Vault and GCP KMS return public keys).
+pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let body = pem
+        .trim()
+        .strip_prefix("-----BEGIN PUBLIC KEY-----")?
+        .strip_suffix("-----END PUBLIC KEY-----")?;
+    let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .ok()
 }
 
 /// Converts a fixed-size ECDSA `r || s` signature (as PKCS#11 returns it) into ASN.1 DER.

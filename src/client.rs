@@ -59,7 +59,10 @@ impl ClientError {
 
     /// Whether this is a local problem (unreachable server, unreadable file): exit 2, not 1.
     pub fn is_io(&self) -> bool {
-        matches!(self, ClientError::Unreachable { .. } | ClientError::File { .. })
+        matches!(
+            self,
+            ClientError::Unreachable { .. } | ClientError::File { .. }
+        )
     }
 
     /// Whether trying again later may succeed: the server was unreachable, or said it is

@@ -39,6 +39,52 @@ pub fn digest_of(algorithm: Algorithm, bytes: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A public key parsed once, to check many signatures with it.
+#[derive(Debug, Clone)]
+pub enum PublicKey {
+    /// ES256.
+    P256(p256::ecdsa::VerifyingKey),
+    /// ES384.
+    P384(p384::ecdsa::VerifyingKey),
+    /// PS256 or RS256.
+    Rsa(Box<rsa::RsaPublicKey>, Algorithm),
+}
+
+impl PublicKey {
+    /// Parses a DER SubjectPublicKeyInfo for `algorithm`.
+    pub fn from_spki(algorithm: Algorithm, spki: &[u8]) -> Result<PublicKey, SignatureError> {
+        let bad_key = |_| SignatureError::Key(JwkError::InvalidKey(algorithm));
+        Ok(match algorithm {
+            Algorithm::ES256 => PublicKey::P256(
+                p256::ecdsa::VerifyingKey::from_public_key_der(spki).map_err(bad_key)?,
+            ),
+            Algorithm::ES384 => PublicKey::P384(
+                p384::ecdsa::VerifyingKey::from_public_key_der(spki).map_err(bad_key)?,
+            ),
+            Algorithm::PS256 | Algorithm::RS256 => PublicKey::Rsa(
+                Box::new(rsa::RsaPublicKey::from_public_key_der(spki).map_err(bad_key)?),
+                algorithm,
+            ),
+        })
+    }
+
+    /// Whether `signature` is valid over the prehashed `digest`.
+    pub fn verifies(&self, digest: &[u8], signature: &[u8]) -> bool {
+        match self {
+            PublicKey::P256(key) => p256::ecdsa::Signature::from_der(signature)
+                .is_ok_and(|s| key.verify_prehash(digest, &s).is_ok()),
+            PublicKey::P384(key) => p384::ecdsa::Signature::from_der(signature)
+                .is_ok_and(|s| key.verify_prehash(digest, &s).is_ok()),
+            PublicKey::Rsa(key, Algorithm::PS256) => key
+                .verify(rsa::Pss::new::<Sha256>(), digest, signature)
+                .is_ok(),
+            PublicKey::Rsa(key, _) => key
+                .verify(rsa::Pkcs1v15Sign::new::<Sha256>(), digest, signature)
+                .is_ok(),
+        }
+    }
+}
+
 /// Verifies `signature` over the prehashed `digest` under `jwk` (whose kid is checked to be its
 /// thumbprint first).
 pub fn verify_digest(jwk: &Jwk, digest: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
@@ -51,35 +97,13 @@ pub fn verify_digest(jwk: &Jwk, digest: &[u8], signature: &[u8]) -> Result<(), S
             found: digest.len(),
         });
     }
-    let invalid = || SignatureError::Invalid {
-        kid: jwk.kid.clone(),
-    };
-    let bad_key = || SignatureError::Key(JwkError::InvalidKey(algorithm));
-    let verified = match algorithm {
-        Algorithm::ES256 => {
-            let key =
-                p256::ecdsa::VerifyingKey::from_public_key_der(&spki).map_err(|_| bad_key())?;
-            let signature = p256::ecdsa::Signature::from_der(signature).map_err(|_| invalid())?;
-            key.verify_prehash(digest, &signature).is_ok()
-        }
-        Algorithm::ES384 => {
-            let key =
-                p384::ecdsa::VerifyingKey::from_public_key_der(&spki).map_err(|_| bad_key())?;
-            let signature = p384::ecdsa::Signature::from_der(signature).map_err(|_| invalid())?;
-            key.verify_prehash(digest, &signature).is_ok()
-        }
-        Algorithm::PS256 | Algorithm::RS256 => {
-            let key = rsa::RsaPublicKey::from_public_key_der(&spki).map_err(|_| bad_key())?;
-            if algorithm == Algorithm::PS256 {
-                key.verify(rsa::Pss::new::<Sha256>(), digest, signature)
-                    .is_ok()
-            } else {
-                key.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), digest, signature)
-                    .is_ok()
-            }
-        }
-    };
-    if verified { Ok(()) } else { Err(invalid()) }
+    if PublicKey::from_spki(algorithm, &spki)?.verifies(digest, signature) {
+        Ok(())
+    } else {
+        Err(SignatureError::Invalid {
+            kid: jwk.kid.clone(),
+        })
+    }
 }
 
 /// Verifies `signature` over `message` (hashed with the key's digest) under `jwk`.

@@ -206,14 +206,19 @@ impl From<StoreError> for ApiError {
 
 impl From<BackendError> for ApiError {
     fn from(error: BackendError) -> Self {
-        match &error {
-            BackendError::Unavailable { backend, .. } | BackendError::Timeout { backend, .. } => {
-                ApiError::BackendUnavailable {
-                    backend: backend.clone(),
-                    reason: error.to_string(),
-                }
-            }
-            _ => ApiError::Internal(error.to_string()),
+        // Down, slow, refusing, a disabled key or a corrupted answer: the backend cannot serve
+        // now, and the message names it (never its credentials).
+        let backend = match &error {
+            BackendError::Unavailable { backend, .. }
+            | BackendError::Timeout { backend, .. }
+            | BackendError::KeyMismatch { backend, .. }
+            | BackendError::KeyUnusable { backend, .. }
+            | BackendError::Malformed { backend, .. }
+            | BackendError::Failed { backend, .. } => backend.clone(),
+        };
+        ApiError::BackendUnavailable {
+            backend,
+            reason: error.to_string(),
         }
     }
 }

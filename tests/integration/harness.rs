@@ -1,7 +1,15 @@
 //! Test parts: a SoftHSM token, an OIDC issuer, the daemon. Each test starts its own, so tests run
 //! in parallel without sharing state. A missing part (softhsm2 not installed) fails the test.
 pub mod daemon;
+#[cfg(feature = "gcp")]
+pub mod gcp_fake;
 pub mod issuer;
+#[cfg(feature = "aws")]
+pub mod localstack;
+#[cfg(feature = "vault")]
+pub mod openbao;
+#[cfg(any(feature = "vault", feature = "aws"))]
+pub mod proxy;
 pub mod softhsm;
 
 pub use daemon::{Daemon, DaemonConfig};

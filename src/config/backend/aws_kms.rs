@@ -28,9 +28,11 @@ impl AwsKmsConfig {
         if let Some(endpoint) = &self.endpoint {
             check_url(endpoint, &format!("{field}.endpoint"), problems);
         }
-        problems.push(
-            format!("{field}.type"),
-            "the aws_kms backend is not built into this version yet",
-        );
+        if cfg!(not(feature = "aws")) {
+            problems.push(
+                format!("{field}.type"),
+                "this signet was built without the `aws` cargo feature",
+            );
+        }
     }
 }

@@ -41,9 +41,11 @@ impl GcpKmsConfig {
         if let Some(endpoint) = &self.endpoint {
             check_url(endpoint, &format!("{field}.endpoint"), problems);
         }
-        problems.push(
-            format!("{field}.type"),
-            "the gcp_kms backend is not built into this version yet",
-        );
+        if cfg!(not(feature = "gcp")) {
+            problems.push(
+                format!("{field}.type"),
+                "this signet was built without the `gcp` cargo feature",
+            );
+        }
     }
 }

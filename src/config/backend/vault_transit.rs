@@ -41,9 +41,11 @@ impl VaultTransitConfig {
                 "name the environment variable holding the token",
             );
         }
-        problems.push(
-            format!("{field}.type"),
-            "the vault_transit backend is not built into this version yet",
-        );
+        if cfg!(not(feature = "vault")) {
+            problems.push(
+                format!("{field}.type"),
+                "this signet was built without the `vault` cargo feature",
+            );
+        }
     }
 }

@@ -15,6 +15,8 @@ pub struct TestKey {
     pub name: String,
     pub algorithm: String,
     pub backend_key: Option<String>,
+    /// The `[backends.NAME]` holding it.
+    pub backend: String,
 }
 
 /// The daemon's config, rendered to TOML.
@@ -30,6 +32,8 @@ pub struct DaemonConfig {
     pub refetch_cooldown: String,
     pub request_timeout: String,
     pub extra: String,
+    /// Environment variables for the daemon (backend credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl DaemonConfig {
@@ -43,11 +47,13 @@ impl DaemonConfig {
                     name: "model-signing".into(),
                     algorithm: "ES256".into(),
                     backend_key: None,
+                    backend: "hsm".into(),
                 },
                 TestKey {
                     name: "log-signing".into(),
                     algorithm: "ES256".into(),
                     backend_key: None,
+                    backend: "hsm".into(),
                 },
             ],
             policy_keys: vec!["model-signing".into()],
@@ -57,15 +63,22 @@ impl DaemonConfig {
             refetch_cooldown: "60s".into(),
             request_timeout: "30s".into(),
             extra: String::new(),
+            env: Vec::new(),
         }
     }
 
     /// Adds a key the policy grants.
     pub fn add_key(&mut self, name: &str, algorithm: &str) {
+        self.add_key_on(name, algorithm, "hsm");
+    }
+
+    /// Adds a key the policy grants, held by the backend named `backend`.
+    pub fn add_key_on(&mut self, name: &str, algorithm: &str, backend: &str) {
         self.keys.push(TestKey {
             name: name.into(),
             algorithm: algorithm.into(),
             backend_key: None,
+            backend: backend.into(),
         });
         self.policy_keys.push(name.into());
     }
@@ -118,8 +131,8 @@ max_signatures = {max_signatures}
         );
         for key in &self.keys {
             text.push_str(&format!(
-                "\n[[keys]]\nname = \"{}\"\nbackend = \"hsm\"\nalgorithm = \"{}\"\n",
-                key.name, key.algorithm
+                "\n[[keys]]\nname = \"{}\"\nbackend = \"{}\"\nalgorithm = \"{}\"\n",
+                key.name, key.backend, key.algorithm
             ));
             if let Some(label) = &key.backend_key {
                 text.push_str(&format!("backend_key = \"{label}\"\n"));
@@ -146,6 +159,17 @@ impl Daemon {
             .path()
             .join(format!("signet-{}.toml", rand::random::<u32>()));
         std::fs::write(&config_path, config.render()).expect("write config");
+        // The environment travels with the config file, so restarts get it too.
+        let env: serde_json::Map<String, serde_json::Value> = config
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        std::fs::write(
+            config_path.with_extension("env.json"),
+            serde_json::Value::Object(env).to_string(),
+        )
+        .expect("write env");
         Daemon::start_with_config_file(hsm, config_path)
             .await
             .unwrap_or_else(|stderr| panic!("daemon did not start:\n{stderr}"))
@@ -158,7 +182,16 @@ impl Daemon {
     ) -> Result<Daemon, String> {
         let stderr_path = config_path.with_extension("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_signet"))
+        let env: serde_json::Map<String, serde_json::Value> =
+            std::fs::read_to_string(config_path.with_extension("env.json"))
+                .ok()
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_signet"));
+        for (name, value) in &env {
+            command.env(name, value.as_str().unwrap_or_default());
+        }
+        let mut child = command
             .args(["serve", "--config"])
             .arg(&config_path)
             .env("SOFTHSM2_CONF", &hsm.conf)

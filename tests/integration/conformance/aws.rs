@@ -1,0 +1,92 @@
+//! The suite against a real LocalStack KMS, behind a proxy: LocalStack keeps its keys in
+//! memory only, so an outage is the proxy refusing connections (as a network partition does).
+use crate::conformance::{self, TIMEOUT, UnderTest};
+use crate::harness::localstack::LocalStack;
+use crate::harness::proxy::Proxy;
+
+struct Aws {
+    _localstack: LocalStack,
+    proxy: Proxy,
+}
+
+impl Aws {
+    async fn start() -> Aws {
+        let localstack = LocalStack::start().await;
+        let proxy = Proxy::start(&localstack.url).await;
+        Aws {
+            _localstack: localstack,
+            proxy,
+        }
+    }
+}
+
+impl UnderTest for Aws {
+    fn algorithms(&self) -> &'static [&'static str] {
+        &["ES256", "ES384", "PS256", "RS256"]
+    }
+
+    fn backend_toml(&self) -> String {
+        format!(
+            "\n[backends.under_test]\ntype = \"aws_kms\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\ntimeout = \"{}s\"\nmax_retries = 2\n",
+            self.proxy.url,
+            TIMEOUT.as_secs()
+        )
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        // The standard chain's first source: the environment.
+        vec![
+            ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ]
+    }
+
+    async fn stop(&mut self) {
+        self.proxy.stop();
+    }
+
+    async fn restart(&mut self) {
+        self.proxy.restart().await;
+    }
+
+    fn set_corrupt(&mut self, on: bool) {
+        self.proxy.set_corrupt(on);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_keys_and_signatures() {
+    conformance::keys_and_signatures(Aws::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_outage_and_recovery() {
+    conformance::outage_and_recovery(Aws::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_corrupted_answers_never_sign() {
+    conformance::corrupted_answers_never_sign(Aws::start().await).await;
+}
+
+/// A backend that accepts connections and never answers gives 503 within the timeout too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_hung_backend_times_out() {
+    let backend = Aws::start().await;
+    let h = conformance::daemon_for(&backend).await;
+    let session = h.session().await;
+    conformance::sign_and_verify(&h, &session, "ES256").await;
+    backend.proxy.set_hang(true);
+    let started = std::time::Instant::now();
+    let response = conformance::sign(&h, &session, "ES256", 1).await;
+    let elapsed = started.elapsed();
+    let (status, code) = crate::harness::problem(response).await;
+    assert_eq!((status, code.as_str()), (503, "backend_unavailable"));
+    assert!(
+        elapsed < TIMEOUT + std::time::Duration::from_secs(1),
+        "503 within the backend timeout ({TIMEOUT:?}), took {elapsed:?}"
+    );
+    backend.proxy.set_hang(false);
+    conformance::sign_and_verify(&h, &session, "ES256").await;
+}
