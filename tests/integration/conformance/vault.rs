@@ -20,9 +20,14 @@ struct Vault {
 
 impl Vault {
     async fn start() -> Vault {
+        Vault::with_token("1h", true).await
+    }
+
+    /// OpenBao with signet's token valid for `ttl`, renewable or not.
+    async fn with_token(ttl: &str, renewable: bool) -> Vault {
         let bao = OpenBao::start().await;
         bao.policy("signet", SIGNET_POLICY).await;
-        let token = bao.token(&["signet"], "1h").await;
+        let token = bao.token_with(&["signet"], ttl, renewable).await;
         let proxy = Proxy::start(&bao.url).await;
         Vault { bao, proxy, token }
     }
@@ -71,4 +76,44 @@ async fn vault_outage_and_recovery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vault_corrupted_answers_never_sign() {
     conformance::corrupted_answers_never_sign(Vault::start().await).await;
+}
+
+/// A renewable token is renewed by the daemon: signing still works long after its first TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_renewable_token_is_renewed() {
+    let backend = Vault::with_token("4s", true).await;
+    let h = conformance::daemon_for(&backend).await;
+    let session = h.session().await;
+    tokio::time::sleep(std::time::Duration::from_secs(9)).await;
+    conformance::sign_and_verify(&h, &session, "ES256").await;
+}
+
+/// An expired token gives 503 naming the backend and saying what to do, and /readyz shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_expired_token_is_a_clear_error() {
+    let backend = Vault::with_token("3s", false).await;
+    let h = conformance::daemon_for(&backend).await;
+    let session = h.session().await;
+    conformance::sign_and_verify(&h, &session, "ES256").await;
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let response = conformance::sign(&h, &session, "ES256", 1).await;
+    assert_eq!(response.status().as_u16(), 503);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(body["code"], "backend_unavailable");
+    // The caller learns which backend; the operator's log and /readyz say why.
+    let detail = body["detail"].as_str().expect("detail");
+    assert!(detail.contains("under_test"), "{detail}");
+    assert!(
+        h.daemon
+            .logs()
+            .contains("Vault refused the token (expired, revoked or lacking a policy)"),
+        "{}",
+        h.daemon.logs()
+    );
+    let ready: serde_json::Value = h.get_json("/readyz").await;
+    assert!(
+        ready.to_string().contains("Vault refused the token"),
+        "{ready}"
+    );
+    assert!(!h.daemon.logs().contains(&backend.token));
 }

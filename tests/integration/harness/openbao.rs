@@ -172,13 +172,13 @@ cluster_addr = "http://127.0.0.1:{cluster_port}"
         self.unseal().await;
     }
 
-    /// A token with `policies`, renewable, for `ttl`.
-    pub async fn token(&self, policies: &[&str], ttl: &str) -> String {
+    /// A token with `policies`, for `ttl`, renewable or not.
+    pub async fn token_with(&self, policies: &[&str], ttl: &str, renewable: bool) -> String {
         let answer: Value = self
             .http
             .post(format!("{}/v1/auth/token/create", self.url))
             .header("X-Vault-Token", &self.root_token)
-            .json(&json!({"policies": policies, "ttl": ttl, "renewable": true}))
+            .json(&json!({"policies": policies, "ttl": ttl, "renewable": renewable}))
             .send()
             .await
             .expect("token create")
