@@ -66,6 +66,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/.well-known/jwks.json", get(jwks::jwks))
         .route("/v1/keys", get(keys::list))
+        .route("/v1/keys/{name}/rotate", post(keys::rotate))
+        .route("/v1/keys/{name}/retire", post(keys::retire))
         .route("/v1/sessions", post(sessions::create))
         .route("/v1/sessions/current", delete(sessions::end))
         .route("/v1/sign", post(sign::sign))

@@ -126,6 +126,16 @@ pub trait SigningBackend: Send + Sync + std::fmt::Debug {
     /// it (non-extractable, sign-only). Checks that the key fits `spec.algorithm`.
     async fn find_or_create(&self, spec: &KeySpec) -> Result<BackendKey, BackendError>;
 
+    /// Creates a new version of the key inside the backend, for rotation to signet version
+    /// `version` (PKCS#11: a new key pair; Vault: `rotate`; AWS: a new key behind the alias;
+    /// GCP: a new CryptoKeyVersion). `current` is the active version's reference.
+    async fn create_version(
+        &self,
+        spec: &KeySpec,
+        current: &str,
+        version: u32,
+    ) -> Result<BackendKey, BackendError>;
+
     /// The public key (SPKI DER) of an existing version; an error if the backend no longer has it.
     async fn public_key(
         &self,
@@ -326,6 +336,18 @@ impl SigningBackend for Guarded {
         // longer than a signature: it gets at least KEY_CREATION_TIMEOUT.
         self.retrying_within(self.timeout.max(KEY_CREATION_TIMEOUT), false, || {
             self.inner.find_or_create(spec)
+        })
+        .await
+    }
+
+    async fn create_version(
+        &self,
+        spec: &KeySpec,
+        current: &str,
+        version: u32,
+    ) -> Result<BackendKey, BackendError> {
+        self.retrying_within(self.timeout.max(KEY_CREATION_TIMEOUT), false, || {
+            self.inner.create_version(spec, current, version)
         })
         .await
     }

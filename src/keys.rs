@@ -8,9 +8,9 @@ use crate::backend::{BackendError, KeySpec, SigningBackend};
 use crate::clock::Clock;
 use crate::config::{Config, KeyConfig};
 use crate::jwks::{self, Jwk, JwkError, PublishedJwks};
-use crate::log::event::LogEvent;
+use crate::log::event::{Actor, LogEvent};
 use crate::log::{Log, LogError};
-use crate::store::{KeyState, KeyVersionRecord, Store, StoreError};
+use crate::store::{AppendOutcome, KeyChange, KeyState, KeyVersionRecord, Store, StoreError};
 
 /// Why keys could not be set up or used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +34,22 @@ pub enum KeyError {
         key: String,
         /// Why.
         source: JwkError,
+    },
+    /// Another rotation or retirement got there first, or is under way.
+    #[error("key {key}: {reason}")]
+    Conflict {
+        /// The logical key.
+        key: String,
+        /// What is in the way.
+        reason: String,
+    },
+    /// The request names a version that cannot take this change.
+    #[error("key {key}: {reason}")]
+    BadVersion {
+        /// The logical key.
+        key: String,
+        /// Why.
+        reason: String,
     },
     /// What the store recorded no longer matches the config or the backend.
     #[error("key {key}: {reason}")]
@@ -64,6 +80,12 @@ pub struct ManagedKey {
     /// The backend holding its versions.
     pub backend: Arc<dyn SigningBackend>,
     versions: RwLock<Vec<KeyVersionRecord>>,
+    /// Orders signatures and rotations in the log: a signature holds it (shared) from reading
+    /// the active version until its log entry is committed; an activation holds it alone. So no
+    /// signature names a version that was not active at its place in the log.
+    pub gate: tokio::sync::RwLock<()>,
+    /// One rotation or retirement of this key at a time in this process.
+    changing: tokio::sync::Mutex<()>,
 }
 
 impl ManagedKey {
@@ -98,6 +120,26 @@ impl ManagedKey {
                     v.public_key_spki.clone(),
                 )
             })
+    }
+
+    /// The active version's full record.
+    pub fn active_record(&self) -> Option<KeyVersionRecord> {
+        let versions = self.versions.read().ok()?;
+        versions
+            .iter()
+            .rev()
+            .find(|v| v.state == KeyState::Active)
+            .cloned()
+    }
+
+    /// The backend's description of this key.
+    pub fn spec(&self) -> KeySpec {
+        KeySpec {
+            key_name: self.config.name.clone(),
+            backend_key: self.config.backend_key().to_string(),
+            algorithm: self.config.algorithm,
+            rsa_bits: self.config.rsa_bits,
+        }
     }
 
     /// Every version, oldest first.
@@ -143,8 +185,12 @@ impl KeyRing {
                 .cloned()
                 .ok_or_else(|| KeyError::UnknownKey(key_config.backend.clone()))?;
             let mut versions = load_versions(key_config, &backend, store, clock).await?;
-            // A version recorded before a crash may lack its log entry: write it now.
-            for version in versions.iter_mut().filter(|v| v.log_index.is_none()) {
+            // A first version recorded before a crash may lack its log entry: write it now.
+            // (Later versions are activated in the same commit as their entry.)
+            for version in versions
+                .iter_mut()
+                .filter(|v| v.log_index.is_none() && v.state != KeyState::Pending)
+            {
                 let index = log
                     .append(&[LogEvent::key_created(version, clock.now_unix())])
                     .await?;
@@ -159,6 +205,8 @@ impl KeyRing {
                     config: key_config.clone(),
                     backend,
                     versions: RwLock::new(versions),
+                    gate: tokio::sync::RwLock::new(()),
+                    changing: tokio::sync::Mutex::new(()),
                 }),
             );
         }
@@ -166,8 +214,349 @@ impl KeyRing {
             keys,
             published: RwLock::new(Arc::new(PublishedJwks::new(Vec::new()))),
         };
+        let context = KeyContext { store, log, clock };
+        for key in ring.keys.values() {
+            ring.recover_interrupted_rotation(key, &context).await?;
+        }
         ring.republish()?;
         Ok(ring)
+    }
+
+    /// A rotation a crash interrupted is finished when its backend key was recorded, and undone
+    /// otherwise; the log says which.
+    async fn recover_interrupted_rotation(
+        &self,
+        key: &ManagedKey,
+        context: &KeyContext<'_>,
+    ) -> Result<(), KeyError> {
+        let versions = context.store.key_versions(&key.config.name).await?;
+        for pending in versions.iter().filter(|v| v.state == KeyState::Pending) {
+            if pending.backend_ref.is_empty() {
+                tracing::warn!(key = %key.config.name, version = pending.version, "rolling back a rotation interrupted before its backend key was recorded");
+                self.abandon(
+                    key,
+                    pending.version,
+                    "interrupted before its backend key was recorded; rolled back at start-up",
+                    context,
+                )
+                .await?;
+            } else {
+                tracing::warn!(key = %key.config.name, version = pending.version, "completing a rotation interrupted after its backend key was made");
+                let previous = versions
+                    .iter()
+                    .rev()
+                    .find(|v| v.state == KeyState::Active)
+                    .cloned();
+                let mut record = pending.clone();
+                record.state = KeyState::Active;
+                self.activate(
+                    key,
+                    &record,
+                    previous.as_ref(),
+                    &Actor::Scheduler,
+                    "interrupted after its backend key was made; completed at start-up",
+                    context,
+                )
+                .await?;
+            }
+        }
+        self.reload_key(key, context.store).await?;
+        Ok(())
+    }
+
+    /// Rotates `name`: a new version is created inside the backend, then becomes active in the
+    /// same commit as its `key_rotated` log entry; the active one turns verify-only for the
+    /// key's grace period.
+    pub async fn rotate(
+        &self,
+        name: &str,
+        actor: &Actor,
+        reason: &str,
+        context: &KeyContext<'_>,
+    ) -> Result<KeyVersionRecord, KeyError> {
+        let key = self.get(name)?;
+        let _one_at_a_time = key.changing.lock().await;
+        self.rotate_locked(key, actor, reason, context).await
+    }
+
+    async fn rotate_locked(
+        &self,
+        key: &ManagedKey,
+        actor: &Actor,
+        reason: &str,
+        context: &KeyContext<'_>,
+    ) -> Result<KeyVersionRecord, KeyError> {
+        let name = &key.config.name;
+        let conflict = |reason: String| KeyError::Conflict {
+            key: name.clone(),
+            reason,
+        };
+        let versions = context.store.key_versions(name).await?;
+        if versions.iter().any(|v| v.state == KeyState::Pending) {
+            return Err(conflict("a rotation is already under way".into()));
+        }
+        let current = versions
+            .iter()
+            .rev()
+            .find(|v| v.state == KeyState::Active)
+            .cloned()
+            .ok_or_else(|| conflict("it has no active version".into()))?;
+        let number = versions.last().map_or(1, |v| v.version + 1);
+        let pending = KeyVersionRecord {
+            key: name.clone(),
+            version: number,
+            key_id: String::new(),
+            backend: key.backend.name().to_string(),
+            backend_ref: String::new(),
+            algorithm: key.config.algorithm,
+            public_key_spki: Vec::new(),
+            state: KeyState::Pending,
+            created_at: context.clock.now_unix(),
+            retire_at: None,
+            log_index: None,
+        };
+        // The version number is taken in the store first: of two replicas rotating at once,
+        // one gets a conflict here.
+        context
+            .store
+            .insert_key_version(&pending)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(reason) => conflict(reason),
+                other => other.into(),
+            })?;
+        let made = match key
+            .backend
+            .create_version(&key.spec(), &current.backend_ref, number)
+            .await
+        {
+            Ok(made) => made,
+            Err(e) => {
+                let reason = format!("the backend could not create it: {e}");
+                self.abandon(key, number, &reason, context).await?;
+                return Err(e.into());
+            }
+        };
+        let jwk =
+            jwks::jwk_from_spki(&made.public_key_spki, key.config.algorithm).map_err(|source| {
+                KeyError::PublicKey {
+                    key: name.clone(),
+                    source,
+                }
+            })?;
+        context
+            .store
+            .record_pending_key(
+                name,
+                number,
+                &made.reference,
+                &made.public_key_spki,
+                &jwk.kid,
+            )
+            .await?;
+        failpoint("rotation.after_backend_key");
+        let record = KeyVersionRecord {
+            key_id: jwk.kid,
+            backend_ref: made.reference,
+            public_key_spki: made.public_key_spki,
+            state: KeyState::Active,
+            ..pending
+        };
+        self.activate(key, &record, Some(&current), actor, reason, context)
+            .await?;
+        tracing::info!(key = %name, version = number, kid = %record.key_id, "rotated");
+        Ok(self
+            .get(name)?
+            .versions()
+            .into_iter()
+            .find(|v| v.version == number)
+            .unwrap_or(record))
+    }
+
+    /// Makes a pending version active, committed with its log entry, under the key's gate.
+    async fn activate(
+        &self,
+        key: &ManagedKey,
+        record: &KeyVersionRecord,
+        previous: Option<&KeyVersionRecord>,
+        actor: &Actor,
+        reason: &str,
+        context: &KeyContext<'_>,
+    ) -> Result<(), KeyError> {
+        let now = context.clock.now_unix();
+        let grace = i64::try_from(key.config.grace_period.get().as_secs()).unwrap_or(i64::MAX);
+        let retire_at = now.saturating_add(grace);
+        let event = LogEvent::key_rotated(record, previous, retire_at, actor, reason, now);
+        let change = KeyChange::Activate {
+            key: key.config.name.clone(),
+            version: record.version,
+            retire_at,
+            now,
+        };
+        // Signatures in flight finish and are logged first; new ones wait for the new version.
+        let _gate = key.gate.write().await;
+        let outcome = context.log.append_key_change(change, &[event]).await?;
+        self.reload_key(key, context.store).await?;
+        self.republish()?;
+        match outcome {
+            AppendOutcome::Appended { .. } => Ok(()),
+            AppendOutcome::Stale(reason) => Err(KeyError::Conflict {
+                key: key.config.name.clone(),
+                reason,
+            }),
+            AppendOutcome::Refused(_) => Err(KeyError::Inconsistent {
+                key: key.config.name.clone(),
+                reason: "an uncharged append was refused".into(),
+            }),
+        }
+    }
+
+    /// Drops a pending version, committed with a `key_rotation_rolled_back` entry.
+    async fn abandon(
+        &self,
+        key: &ManagedKey,
+        version: u32,
+        reason: &str,
+        context: &KeyContext<'_>,
+    ) -> Result<(), KeyError> {
+        let now = context.clock.now_unix();
+        let event = LogEvent::key_rotation_rolled_back(&key.config.name, version, reason, now);
+        let change = KeyChange::Abandon {
+            key: key.config.name.clone(),
+            version,
+        };
+        context.log.append_key_change(change, &[event]).await?;
+        self.reload_key(key, context.store).await
+    }
+
+    /// Retires `version` of `name` at once (a compromised key): gone from the JWKS, kept for
+    /// audit. An active version is first replaced by a new one.
+    pub async fn retire(
+        &self,
+        name: &str,
+        version: u32,
+        actor: &Actor,
+        reason: &str,
+        context: &KeyContext<'_>,
+    ) -> Result<KeyVersionRecord, KeyError> {
+        let key = self.get(name)?;
+        let _one_at_a_time = key.changing.lock().await;
+        let bad = |reason: String| KeyError::BadVersion {
+            key: name.to_string(),
+            reason,
+        };
+        let versions = context.store.key_versions(name).await?;
+        let target = versions
+            .iter()
+            .find(|v| v.version == version)
+            .cloned()
+            .ok_or_else(|| bad(format!("it has no version {version}")))?;
+        match target.state {
+            KeyState::Retired => return Err(bad(format!("version {version} is already retired"))),
+            KeyState::Pending => return Err(bad(format!("version {version} is being created"))),
+            KeyState::Active => {
+                self.rotate_locked(
+                    key,
+                    actor,
+                    &format!("replacing version {version}, which is being retired: {reason}"),
+                    context,
+                )
+                .await?;
+            }
+            KeyState::VerifyOnly => {}
+        }
+        let now = context.clock.now_unix();
+        let event = LogEvent::key_retired(&target, actor, reason, now);
+        let change = KeyChange::Retire {
+            key: name.to_string(),
+            version,
+        };
+        let outcome = context.log.append_key_change(change, &[event]).await?;
+        self.reload_key(key, context.store).await?;
+        self.republish()?;
+        if let AppendOutcome::Stale(reason) = outcome {
+            return Err(KeyError::Conflict {
+                key: name.to_string(),
+                reason,
+            });
+        }
+        tracing::info!(key = %name, version, "retired");
+        Ok(key
+            .versions()
+            .into_iter()
+            .find(|v| v.version == version)
+            .unwrap_or(target))
+    }
+
+    /// Scheduled work that is due: rotations by `rotation_period` (from the active version's
+    /// activation time, in the store) and retirements at `retire_at`. The store's commits make
+    /// each happen once, whichever task or replica gets there first.
+    pub async fn run_due(&self, context: &KeyContext<'_>) {
+        let now = context.clock.now_unix();
+        for key in self.keys.values() {
+            let name = &key.config.name;
+            if let (Some(period), Some(active)) =
+                (key.config.rotation_period.as_ref(), key.active_record())
+            {
+                let period = i64::try_from(period.get().as_secs()).unwrap_or(i64::MAX);
+                if active.created_at.saturating_add(period) <= now
+                    && let Err(e) = self
+                        .rotate(
+                            name,
+                            &Actor::Scheduler,
+                            "scheduled: rotation_period elapsed",
+                            context,
+                        )
+                        .await
+                {
+                    tracing::warn!(key = %name, error = %e, "scheduled rotation failed; will retry");
+                }
+            }
+            for version in key.versions() {
+                if version.state == KeyState::VerifyOnly
+                    && version.retire_at.is_some_and(|at| at <= now)
+                    && let Err(e) = self
+                        .retire(
+                            name,
+                            version.version,
+                            &Actor::Scheduler,
+                            "grace period over",
+                            context,
+                        )
+                        .await
+                {
+                    tracing::warn!(key = %name, version = version.version, error = %e, "scheduled retirement failed; will retry");
+                }
+            }
+        }
+    }
+
+    /// Reloads every key's versions from the store (changes made by `--config` break-glass
+    /// commands or other replicas) and republishes the JWKS when anything changed.
+    pub async fn reload(&self, store: &Arc<dyn Store>) -> Result<(), KeyError> {
+        let mut changed = false;
+        for key in self.keys.values() {
+            let fresh = store.key_versions(&key.config.name).await?;
+            if key.versions() != fresh {
+                let _gate = key.gate.write().await;
+                if let Ok(mut versions) = key.versions.write() {
+                    *versions = fresh;
+                }
+                changed = true;
+            }
+        }
+        if changed {
+            self.republish()?;
+        }
+        Ok(())
+    }
+
+    async fn reload_key(&self, key: &ManagedKey, store: &Arc<dyn Store>) -> Result<(), KeyError> {
+        let fresh = store.key_versions(&key.config.name).await?;
+        if let Ok(mut versions) = key.versions.write() {
+            *versions = fresh;
+        }
+        Ok(())
     }
 
     /// The key named `name`.
@@ -195,7 +584,7 @@ impl KeyRing {
         let mut jwks: Vec<Jwk> = Vec::new();
         for key in self.keys.values() {
             for version in key.versions() {
-                if version.state == KeyState::Retired {
+                if matches!(version.state, KeyState::Retired | KeyState::Pending) {
                     continue;
                 }
                 let jwk = jwks::jwk_from_spki(&version.public_key_spki, version.algorithm)
@@ -212,6 +601,24 @@ impl KeyRing {
             *published = Arc::new(PublishedJwks::new(jwks));
         }
         Ok(())
+    }
+}
+
+/// What key changes need: the store, the log and the time.
+pub struct KeyContext<'a> {
+    /// The store.
+    pub store: &'a Arc<dyn Store>,
+    /// The log.
+    pub log: &'a Log,
+    /// The clock.
+    pub clock: &'a dyn Clock,
+}
+
+/// Test hook for crash tests: `SIGNET_FAILPOINT=NAME` aborts the process at the point `NAME`.
+fn failpoint(name: &str) {
+    if std::env::var("SIGNET_FAILPOINT").is_ok_and(|v| v == name) {
+        tracing::error!(failpoint = name, "failpoint reached: aborting");
+        std::process::abort();
     }
 }
 
@@ -267,7 +674,7 @@ async fn load_versions(
         }
     }
     for version in &versions {
-        if version.state == KeyState::Retired {
+        if matches!(version.state, KeyState::Retired | KeyState::Pending) {
             continue;
         }
         if version.algorithm != config.algorithm {

@@ -21,7 +21,8 @@ use crate::canonical::{CanonicalError, to_canonical_vec};
 use crate::clock::Clock;
 use crate::keys::KeyRing;
 use crate::store::{
-    AppendOutcome, LogAppend, QuotaCharge, Store, StoreError, StoredCheckpoint, StoredEntry,
+    AppendOutcome, KeyChange, LogAppend, QuotaCharge, Store, StoreError, StoredCheckpoint,
+    StoredEntry,
 };
 use checkpoint::{Checkpoint, ecdsa_key_id, sign_note};
 use event::LogEvent;
@@ -108,9 +109,9 @@ impl Log {
 
     /// Appends events; returns the index of the first once the commit is durable.
     pub async fn append(&self, events: &[LogEvent]) -> Result<u64, LogError> {
-        match self.submit(None, events).await? {
+        match self.submit(None, None, events).await? {
             AppendOutcome::Appended { first_index, .. } => Ok(first_index),
-            AppendOutcome::Refused(_) => Err(LogError::Inconsistent(
+            AppendOutcome::Refused(_) | AppendOutcome::Stale(_) => Err(LogError::Inconsistent(
                 "an uncharged append was refused".into(),
             )),
         }
@@ -123,12 +124,23 @@ impl Log {
         charge: QuotaCharge,
         events: &[LogEvent],
     ) -> Result<AppendOutcome, LogError> {
-        self.submit(Some(charge), events).await
+        self.submit(Some(charge), None, events).await
+    }
+
+    /// Applies a key change and appends the events recording it in the same durable commit;
+    /// `Stale` if the change no longer applies.
+    pub async fn append_key_change(
+        &self,
+        change: KeyChange,
+        events: &[LogEvent],
+    ) -> Result<AppendOutcome, LogError> {
+        self.submit(None, Some(change), events).await
     }
 
     async fn submit(
         &self,
         charge: Option<QuotaCharge>,
+        key_change: Option<KeyChange>,
         events: &[LogEvent],
     ) -> Result<AppendOutcome, LogError> {
         let leaves = events
@@ -136,7 +148,11 @@ impl Log {
             .map(to_canonical_vec)
             .collect::<Result<Vec<_>, _>>()?;
         let (reply, answer) = oneshot::channel();
-        let item = LogAppend { charge, leaves };
+        let item = LogAppend {
+            charge,
+            key_change,
+            leaves,
+        };
         self.sender
             .send(AppendRequestHandle(AppendRequest { item, reply }))
             .await

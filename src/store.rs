@@ -84,12 +84,47 @@ pub struct QuotaCharge {
     pub now: i64,
 }
 
+/// A key lifecycle change, committed in the same transaction as the log entry that records it:
+/// both happen or neither, so a crash never leaves a change unlogged or a log entry unapplied,
+/// and of two replicas attempting the same change only one succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyChange {
+    /// The pending `version` (its backend key recorded) becomes active; the active one becomes
+    /// verify-only until `retire_at`. The new version's `log_index` is its entry's.
+    Activate {
+        /// The logical key.
+        key: String,
+        /// The pending version.
+        version: u32,
+        /// When the previous version retires.
+        retire_at: i64,
+        /// Unix seconds: the new version's activation time.
+        now: i64,
+    },
+    /// A verify-only `version` is retired: unpublished, kept for audit.
+    Retire {
+        /// The logical key.
+        key: String,
+        /// The version.
+        version: u32,
+    },
+    /// A pending `version` whose backend key was never recorded is dropped.
+    Abandon {
+        /// The logical key.
+        key: String,
+        /// The version.
+        version: u32,
+    },
+}
+
 /// One request's part of a group commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogAppend {
     /// The quota to charge first, if any.
     pub charge: Option<QuotaCharge>,
-    /// Leaves to append if the charge succeeds.
+    /// The key change to apply first, if any.
+    pub key_change: Option<KeyChange>,
+    /// Leaves to append if the charge and change succeed.
     pub leaves: Vec<Vec<u8>>,
 }
 
@@ -105,12 +140,16 @@ pub enum AppendOutcome {
     },
     /// The charge was refused (never `Reserved`); nothing was appended.
     Refused(QuotaOutcome),
+    /// The key change no longer applies (another replica or task made it); nothing was appended.
+    Stale(String),
 }
 
 /// The lifecycle state of a key version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyState {
+    /// Being created by a rotation: not published, never signs.
+    Pending,
     /// Signs.
     Active,
     /// Published for verification only.
@@ -123,6 +162,7 @@ impl KeyState {
     /// The stored and published name.
     pub fn as_str(self) -> &'static str {
         match self {
+            KeyState::Pending => "pending",
             KeyState::Active => "active",
             KeyState::VerifyOnly => "verify-only",
             KeyState::Retired => "retired",
@@ -132,6 +172,7 @@ impl KeyState {
     /// Parses a stored name.
     pub fn parse(text: &str) -> Option<KeyState> {
         match text {
+            "pending" => Some(KeyState::Pending),
             "active" => Some(KeyState::Active),
             "verify-only" => Some(KeyState::VerifyOnly),
             "retired" => Some(KeyState::Retired),
@@ -211,6 +252,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Records a new key version; a second version with the same number is a conflict.
     async fn insert_key_version(&self, version: &KeyVersionRecord) -> Result<(), StoreError>;
+
+    /// Records the backend key of a pending version (state stays pending).
+    async fn record_pending_key(
+        &self,
+        key: &str,
+        version: u32,
+        backend_ref: &str,
+        public_key_spki: &[u8],
+        key_id: &str,
+    ) -> Result<(), StoreError>;
 
     /// Records that version `version` of `key` has its `key_created` entry at `log_index`.
     async fn mark_key_version_logged(

@@ -41,6 +41,9 @@ pub enum ApiError {
     /// 404 `not_found`.
     #[error("{0}")]
     NotFound(String),
+    /// 409 `conflict`: another key change got there first or is under way.
+    #[error("{0}")]
+    Conflict(String),
     /// 405 `method_not_allowed`.
     #[error("method not allowed on this resource")]
     MethodNotAllowed,
@@ -103,6 +106,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::UnknownKey(_) => (StatusCode::NOT_FOUND, "unknown_key"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -241,6 +245,9 @@ impl From<KeyError> for ApiError {
             KeyError::UnknownKey(name) => ApiError::UnknownKey(name),
             KeyError::Backend(e) => e.into(),
             KeyError::Store(e) => e.into(),
+            KeyError::Log(e) => e.into(),
+            conflict @ KeyError::Conflict { .. } => ApiError::Conflict(conflict.to_string()),
+            bad @ KeyError::BadVersion { .. } => ApiError::InvalidRequest(bad.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

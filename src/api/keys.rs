@@ -1,10 +1,22 @@
-//! `GET /v1/keys`: every key with every version, its state and dates.
+//! `GET /v1/keys`: every key with every version, its state and dates. `POST
+//! /v1/keys/{name}/rotate` and `/retire`: key changes by an OIDC caller of an admin policy
+//! that names the key.
 use axum::Json;
-use axum::extract::State;
-use serde::Serialize;
+use axum::extract::{Extension, Path, State};
+use serde::{Deserialize, Serialize};
 
+use super::error::ApiError;
+use super::extract::{Bearer, OptionalJsonBody};
 use crate::app::AppState;
 use crate::clock::rfc3339;
+use crate::config::policy::Role;
+use crate::keys::KeyContext;
+use crate::log::event::Actor;
+use crate::policy;
+use crate::session;
+use crate::store::KeyVersionRecord;
+
+use super::Audit;
 
 /// One key in the listing.
 #[derive(Debug, Serialize)]
@@ -38,15 +50,136 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<KeyListing>> {
                 versions: key
                     .versions()
                     .into_iter()
-                    .map(|v| VersionListing {
-                        version: v.version,
-                        key_id: v.key_id,
-                        state: v.state.as_str(),
-                        created_at: rfc3339(v.created_at),
-                        retire_at: v.retire_at.map(rfc3339),
-                    })
+                    .filter(|v| v.state != crate::store::KeyState::Pending)
+                    .map(|v| VersionListing::from(&v))
                     .collect(),
             })
             .collect(),
     )
+}
+
+impl From<&KeyVersionRecord> for VersionListing {
+    fn from(v: &KeyVersionRecord) -> Self {
+        VersionListing {
+            version: v.version,
+            key_id: v.key_id.clone(),
+            state: v.state.as_str(),
+            created_at: rfc3339(v.created_at),
+            retire_at: v.retire_at.map(rfc3339),
+        }
+    }
+}
+
+/// The answer to a key change: the key and the version it concerns.
+#[derive(Debug, Serialize)]
+pub struct KeyChanged {
+    key: String,
+    #[serde(flatten)]
+    version: VersionListing,
+}
+
+/// `POST /v1/keys/{name}/rotate` body (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// Why, for the log.
+    reason: Option<String>,
+}
+
+/// `POST /v1/keys/{name}/retire` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetireRequest {
+    /// The version to retire.
+    version: Option<u32>,
+    /// Why, for the log.
+    reason: Option<String>,
+}
+
+/// The admin caller, if an admin policy of its issuer names `key`; 403 otherwise.
+async fn admin_for(
+    state: &AppState,
+    audit: &Audit,
+    id_token: &str,
+    key: &str,
+) -> Result<Actor, ApiError> {
+    if session::looks_like_token(id_token) {
+        return Err(ApiError::InvalidToken(
+            "key changes need an OIDC ID token, not a session token".into(),
+        ));
+    }
+    let caller = state.verifier.verify(id_token).await?;
+    audit.record(|a| {
+        a.issuer = Some(caller.issuer.clone());
+        a.subject = Some(caller.subject.clone());
+    });
+    // An unknown key is refused like a key the policy does not grant: no probing for names.
+    if state.keys.get(key).is_err() {
+        return Err(policy::PolicyError::Denied.into());
+    }
+    let decision = policy::decide(
+        &state.config.policies,
+        &caller,
+        Some(&[key.to_string()]),
+        Role::Admin,
+    )?;
+    audit.record(|a| a.policy = Some(decision.policy.clone()));
+    Ok(Actor::Caller {
+        issuer: caller.iss,
+        subject: caller.subject,
+        policy: decision.policy,
+    })
+}
+
+fn context(state: &AppState) -> KeyContext<'_> {
+    KeyContext {
+        store: &state.store,
+        log: &state.log,
+        clock: state.clock.as_ref(),
+    }
+}
+
+/// Rotates a key: a new version inside the backend becomes active; the old one verify-only.
+pub async fn rotate(
+    State(state): State<AppState>,
+    Extension(audit): Extension<Audit>,
+    Path(name): Path<String>,
+    Bearer(id_token): Bearer,
+    OptionalJsonBody(request): OptionalJsonBody<RotateRequest>,
+) -> Result<Json<KeyChanged>, ApiError> {
+    let actor = admin_for(&state, &audit, id_token.expose(), &name).await?;
+    let reason = request.reason.unwrap_or_else(|| "manual rotation".into());
+    let version = state
+        .keys
+        .rotate(&name, &actor, &reason, &context(&state))
+        .await?;
+    Ok(Json(KeyChanged {
+        key: name,
+        version: (&version).into(),
+    }))
+}
+
+/// Retires a version at once (a compromised key); an active one is replaced first.
+pub async fn retire(
+    State(state): State<AppState>,
+    Extension(audit): Extension<Audit>,
+    Path(name): Path<String>,
+    Bearer(id_token): Bearer,
+    OptionalJsonBody(request): OptionalJsonBody<RetireRequest>,
+) -> Result<Json<KeyChanged>, ApiError> {
+    let actor = admin_for(&state, &audit, id_token.expose(), &name).await?;
+    let version = request
+        .version
+        .ok_or_else(|| ApiError::InvalidRequest("give the version to retire".into()))?;
+    let reason = request
+        .reason
+        .unwrap_or_else(|| "emergency retirement".into());
+    let retired = state
+        .keys
+        .retire(&name, version, &actor, &reason, &context(&state))
+        .await?;
+    Ok(Json(KeyChanged {
+        key: name,
+        version: (&retired).into(),
+    }))
 }

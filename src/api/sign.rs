@@ -116,6 +116,8 @@ pub async fn sign(
         }
         digests.push(digest);
     }
+    // Held until the entries are committed: a rotation cannot slip in between (see `gate`).
+    let _gate = key.gate.read().await;
     let active = key
         .active()
         .ok_or_else(|| ApiError::Internal(format!("key {} has no active version", request.key)))?;
@@ -188,7 +190,7 @@ pub async fn sign(
             return Err(ApiError::QuotaExceeded { remaining });
         }
         AppendOutcome::Refused(QuotaOutcome::Expired) => return Err(ApiError::SessionExpired),
-        AppendOutcome::Refused(_) => {
+        AppendOutcome::Refused(_) | AppendOutcome::Stale(_) => {
             state.sessions.remove(&token_hash);
             return Err(ApiError::InvalidToken(
                 "no live session for this token".into(),

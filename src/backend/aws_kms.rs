@@ -221,6 +221,48 @@ impl SigningBackend for AwsKmsBackend {
         })
     }
 
+    /// A new KMS key, then the alias moved to it; the old key stays for verification.
+    async fn create_version(
+        &self,
+        spec: &KeySpec,
+        _current: &str,
+        _version: u32,
+    ) -> Result<BackendKey, BackendError> {
+        let alias = key_identifier(&spec.backend_key);
+        let output = self
+            .client
+            .create_key()
+            .key_spec(key_spec_for(spec))
+            .key_usage(KeyUsageType::SignVerify)
+            .description(format!("signet key {} (rotation)", spec.key_name))
+            .send()
+            .await
+            .map_err(|e| self.error(&alias, e))?;
+        let metadata = output.key_metadata.ok_or_else(|| BackendError::Malformed {
+            backend: self.name.clone(),
+            reason: "CreateKey returned no metadata".into(),
+        })?;
+        let arn = metadata
+            .arn()
+            .map(str::to_string)
+            .unwrap_or_else(|| metadata.key_id().to_string());
+        if alias.starts_with("alias/") {
+            self.client
+                .update_alias()
+                .alias_name(&alias)
+                .target_key_id(metadata.key_id())
+                .send()
+                .await
+                .map_err(|e| self.error(&alias, e))?;
+        }
+        let spki = self.public_key(&arn, spec.algorithm).await?;
+        Ok(BackendKey {
+            reference: arn,
+            public_key_spki: spki,
+            created: true,
+        })
+    }
+
     async fn public_key(
         &self,
         reference: &str,

@@ -279,6 +279,49 @@ impl SigningBackend for GcpKmsBackend {
         })
     }
 
+    /// A new CryptoKeyVersion of the same CryptoKey, once Cloud KMS has generated it.
+    async fn create_version(
+        &self,
+        spec: &KeySpec,
+        _current: &str,
+        _version: u32,
+    ) -> Result<BackendKey, BackendError> {
+        let key = format!("{}/cryptoKeys/{}", self.key_ring, spec.backend_key);
+        let created = self
+            .client
+            .create_crypto_key_version()
+            .set_parent(&key)
+            .send()
+            .await
+            .map_err(|e| self.error(&key, e))?;
+        let deadline = tokio::time::Instant::now() + KEY_CREATION_TIMEOUT;
+        let mut state = created.state;
+        while state == CryptoKeyVersionState::PendingGeneration {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BackendError::KeyUnusable {
+                    backend: self.name.clone(),
+                    key: created.name.clone(),
+                    reason: "still being generated".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            state = self
+                .client
+                .get_crypto_key_version()
+                .set_name(&created.name)
+                .send()
+                .await
+                .map_err(|e| self.error(&created.name, e))?
+                .state;
+        }
+        let spki = self.public_key(&created.name, spec.algorithm).await?;
+        Ok(BackendKey {
+            reference: created.name,
+            public_key_spki: spki,
+            created: true,
+        })
+    }
+
     async fn public_key(
         &self,
         reference: &str,

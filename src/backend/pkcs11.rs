@@ -515,6 +515,21 @@ impl SigningBackend for Pkcs11Backend {
         }
     }
 
+    /// A new key pair labelled `LABEL.vN`: found again (not duplicated) if a crash interrupted
+    /// an earlier attempt at the same version.
+    async fn create_version(
+        &self,
+        spec: &KeySpec,
+        _current: &str,
+        version: u32,
+    ) -> Result<BackendKey, BackendError> {
+        let versioned = KeySpec {
+            backend_key: format!("{}.v{version}", spec.backend_key),
+            ..spec.clone()
+        };
+        self.find_or_create(&versioned).await
+    }
+
     async fn public_key(
         &self,
         reference: &str,

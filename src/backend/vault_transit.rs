@@ -331,6 +331,41 @@ impl SigningBackend for VaultTransitBackend {
         })
     }
 
+    /// Transit's own `rotate`: a new version of the same Transit key.
+    async fn create_version(
+        &self,
+        spec: &KeySpec,
+        current: &str,
+        _version: u32,
+    ) -> Result<BackendKey, BackendError> {
+        let (key, current_version) =
+            parse_reference(current).ok_or_else(|| BackendError::KeyUnusable {
+                backend: self.name.clone(),
+                key: current.to_string(),
+                reason: "not a NAME:VERSION reference".into(),
+            })?;
+        vaultrs::transit::key::rotate(self.vault.as_ref(), &self.mount, key)
+            .await
+            .map_err(|e| self.error(e, &format!("rotating key {key}")))?;
+        let versions = self
+            .read_key(key, spec.algorithm)
+            .await?
+            .unwrap_or_default();
+        let (version, spki) = versions
+            .into_iter()
+            .last()
+            .filter(|(v, _)| *v > current_version)
+            .ok_or_else(|| BackendError::Malformed {
+                backend: self.name.clone(),
+                reason: format!("key {key} has no version newer than {current_version}"),
+            })?;
+        Ok(BackendKey {
+            reference: format!("{key}:{version}"),
+            public_key_spki: spki,
+            created: true,
+        })
+    }
+
     async fn public_key(
         &self,
         reference: &str,

@@ -1,9 +1,23 @@
-//! `signet keys list|pem`: inspect keys through the API or a JWKS.
-use anyhow::{Context, anyhow};
-use clap::Subcommand;
+//! `signet keys list|pem|rotate|retire`: inspect keys through the API or a JWKS; rotate and
+//! retire them through the API (an admin's OIDC token) or, break-glass, with `--config`
+//! directly on the store and backends.
+use std::path::PathBuf;
+use std::sync::Arc;
 
+use anyhow::{Context, anyhow};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::sign::client_failure;
 use super::{Failure, runtime};
+use crate::client::Client;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::id_token::TokenSource;
 use crate::jwks::{JwkSet, spki_from_jwk, spki_to_pem};
+use crate::keys::{KeyContext, KeyRing};
+use crate::log::Log;
+use crate::log::event::Actor;
 
 /// `signet keys` subcommands.
 #[derive(Debug, Subcommand)]
@@ -13,6 +27,31 @@ pub enum KeysCommand {
         /// The signet server, e.g. http://127.0.0.1:8420.
         #[arg(long)]
         server: String,
+    },
+    /// Rotate a key: a new version is created inside the backend and becomes active; the active
+    /// one turns verify-only for the key's grace period.
+    Rotate {
+        /// The key.
+        name: String,
+        #[command(flatten)]
+        target: ChangeTarget,
+        /// Why, for the log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Retire a version at once (a compromised key): it leaves the JWKS, and signatures by it no
+    /// longer verify. An active version is replaced by a new one first.
+    Retire {
+        /// The key.
+        name: String,
+        /// The version to retire.
+        #[arg(long)]
+        version: u32,
+        #[command(flatten)]
+        target: ChangeTarget,
+        /// Why, for the log.
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Print the PEM public key of one JWKS entry, after checking its kid is its thumbprint.
     Pem {
@@ -25,12 +64,139 @@ pub enum KeysCommand {
     },
 }
 
+/// Where a key change is made: through a server, or break-glass on the store and backends.
+#[derive(Debug, Args)]
+pub struct ChangeTarget {
+    /// The signet server; the OIDC token (as for `sign`) must match an admin policy.
+    #[arg(long, conflicts_with = "config", required_unless_present = "config")]
+    server: Option<String>,
+    /// Break-glass: the daemon's config, to work on its store and backends directly. A running
+    /// daemon picks the change up within a second.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Read the OIDC ID token from this file (default: SIGNET_ID_TOKEN, then GitHub Actions).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// The audience to ask the CI's issuer for.
+    #[arg(long, default_value = "signet")]
+    audience: String,
+}
+
 /// Runs a `keys` subcommand.
 pub fn run(command: KeysCommand) -> Result<(), Failure> {
     match command {
         KeysCommand::List { server } => runtime()?.block_on(list(&server)),
         KeysCommand::Pem { jwks, kid } => runtime()?.block_on(pem(&jwks, &kid)),
+        KeysCommand::Rotate {
+            name,
+            target,
+            reason,
+        } => {
+            let body =
+                json!({"reason": reason.clone().unwrap_or_else(|| "manual rotation".into())});
+            runtime()?.block_on(change(&name, "rotate", body, &target, |ring, context| {
+                let reason = reason
+                    .clone()
+                    .unwrap_or_else(|| "break-glass rotation".into());
+                let name = name.clone();
+                Box::pin(async move {
+                    ring.rotate(&name, &Actor::BreakGlass, &reason, context)
+                        .await
+                })
+            }))
+        }
+        KeysCommand::Retire {
+            name,
+            version,
+            target,
+            reason,
+        } => {
+            let reason = reason.unwrap_or_else(|| "emergency retirement".into());
+            let body = json!({"version": version, "reason": reason});
+            runtime()?.block_on(change(&name, "retire", body, &target, |ring, context| {
+                let reason = reason.clone();
+                let name = name.clone();
+                Box::pin(async move {
+                    ring.retire(&name, version, &Actor::BreakGlass, &reason, context)
+                        .await
+                })
+            }))
+        }
     }
+}
+
+async fn change<F>(
+    name: &str,
+    action: &str,
+    body: Value,
+    target: &ChangeTarget,
+    local: F,
+) -> Result<(), Failure>
+where
+    F: for<'a> Fn(
+        &'a KeyRing,
+        &'a KeyContext<'a>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<crate::store::KeyVersionRecord, crate::keys::KeyError>,
+                > + 'a,
+        >,
+    >,
+{
+    if let Some(server) = &target.server {
+        let source = TokenSource::detect(target.token_file.clone(), &target.audience)
+            .map_err(Failure::usage)?;
+        let token = source.token().await.map_err(Failure::usage)?;
+        let client = Client::new(server).map_err(client_failure)?;
+        let answer: Value = client
+            .post_json(&format!("/v1/keys/{name}/{action}"), &token, &body)
+            .await
+            .map_err(client_failure)?;
+        println!(
+            "{action}: key {name} version {} (kid {}) is {}",
+            answer["version"],
+            answer["key_id"].as_str().unwrap_or(""),
+            answer["state"].as_str().unwrap_or("")
+        );
+        return Ok(());
+    }
+    let path = target
+        .config
+        .as_ref()
+        .ok_or_else(|| Failure::usage(anyhow!("give --server URL or --config PATH")))?;
+    let config = Config::load(path).map_err(Failure::usage)?;
+    let Some(crate::config::store::StoreLocation::Sqlite(db)) = config.store.location() else {
+        return Err(Failure::usage(anyhow!("store.url: unsupported store")));
+    };
+    let store = crate::store::open(&crate::config::store::StoreLocation::Sqlite(db))
+        .await
+        .context("cannot open the store")
+        .map_err(Failure::usage)?;
+    let log = Log::start(Arc::clone(&store), &config.log.origin);
+    let clock = SystemClock;
+    let ring = KeyRing::open(&config, &store, &log, &clock)
+        .await
+        .context("cannot set up keys")
+        .map_err(Failure::usage)?;
+    let context = KeyContext {
+        store: &store,
+        log: &log,
+        clock: &clock as &dyn Clock,
+    };
+    let version = local(&ring, &context).await.map_err(|e| match e {
+        crate::keys::KeyError::Conflict { .. } | crate::keys::KeyError::BadVersion { .. } => {
+            Failure::refused(e)
+        }
+        other => Failure::usage(other),
+    })?;
+    println!(
+        "{action} (break-glass): key {name} version {} (kid {}) is {}",
+        version.version,
+        version.key_id,
+        version.state.as_str()
+    );
+    Ok(())
 }
 
 async fn list(server: &str) -> Result<(), Failure> {

@@ -53,6 +53,7 @@ pub async fn serve_started(
     tracing::info!(%address, "listening");
     let grace = state.config.server.shutdown_timeout.get();
     spawn_session_purger(state.clone());
+    spawn_key_maintenance(state.clone());
     crate::api::serve(
         listener,
         crate::api::router(state),
@@ -119,6 +120,31 @@ pub async fn start(
         sessions: Arc::new(SessionCache::new(SESSION_CACHE_CAPACITY)),
     };
     Ok((state, listener))
+}
+
+/// How often due key work is looked for, and the store re-read for changes made elsewhere.
+const KEY_MAINTENANCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Scheduled rotations and retirements (due dates are in the store, so they survive restarts),
+/// and key changes made by break-glass commands or other replicas picked up.
+fn spawn_key_maintenance(state: AppState) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(KEY_MAINTENANCE_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            if let Err(e) = state.keys.reload(&state.store).await {
+                tracing::warn!(error = %e, "could not reload key versions");
+                continue;
+            }
+            let context = crate::keys::KeyContext {
+                store: &state.store,
+                log: &state.log,
+                clock: state.clock.as_ref(),
+            };
+            state.keys.run_due(&context).await;
+        }
+    });
 }
 
 fn spawn_session_purger(state: AppState) {

@@ -65,7 +65,7 @@ impl KeyConfig {
         if let Some(period) = &self.rotation_period {
             period.check(
                 &format!("{field}.rotation_period"),
-                Duration::from_secs(60),
+                Duration::from_secs(10),
                 Duration::from_secs(3650 * DAY),
                 problems,
             );

@@ -66,6 +66,39 @@ pub struct LogEvent {
     /// The signature, base64, as returned to the caller.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// The version a rotation replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_version: Option<u32>,
+    /// Its kid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_key_id: Option<String>,
+    /// When the replaced version retires (leaves the JWKS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retire_at: Option<String>,
+    /// Who made a key change when it was not an OIDC caller: `scheduler` or `break-glass`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Why a key change happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Who asked for a key change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// An OIDC caller of an admin policy.
+    Caller {
+        /// `iss`.
+        issuer: String,
+        /// `sub`.
+        subject: String,
+        /// The admin policy.
+        policy: String,
+    },
+    /// signet itself: a scheduled rotation or retirement, or a recovery at start-up.
+    Scheduler,
+    /// `signet keys … --config`, on the store and backends directly.
+    BreakGlass,
 }
 
 impl LogEvent {
@@ -89,7 +122,68 @@ impl LogEvent {
             public_key: None,
             digest: None,
             signature: None,
+            previous_version: None,
+            previous_key_id: None,
+            retire_at: None,
+            actor: None,
+            reason: None,
         }
+    }
+
+    fn by(mut self, actor: &Actor) -> Self {
+        match actor {
+            Actor::Caller {
+                issuer,
+                subject,
+                policy,
+            } => {
+                self.issuer = Some(issuer.clone());
+                self.subject = Some(subject.clone());
+                self.policy = Some(policy.clone());
+            }
+            Actor::Scheduler => self.actor = Some("scheduler".into()),
+            Actor::BreakGlass => self.actor = Some("break-glass".into()),
+        }
+        self
+    }
+
+    /// A new version became active; the previous one is verify-only until `retire_at`.
+    pub fn key_rotated(
+        new: &KeyVersionRecord,
+        previous: Option<&KeyVersionRecord>,
+        retire_at: i64,
+        actor: &Actor,
+        reason: &str,
+        now: i64,
+    ) -> Self {
+        let mut event = LogEvent::key_created(new, now);
+        event.kind = "key_rotated";
+        event.time = rfc3339(now);
+        event.previous_version = previous.map(|p| p.version);
+        event.previous_key_id = previous.map(|p| p.key_id.clone());
+        event.retire_at = previous.map(|_| rfc3339(retire_at));
+        event.reason = Some(reason.to_string());
+        event.by(actor)
+    }
+
+    /// A version left the JWKS for good.
+    pub fn key_retired(version: &KeyVersionRecord, actor: &Actor, reason: &str, now: i64) -> Self {
+        let mut event = LogEvent::new("key_retired", now).by(actor);
+        event.key = Some(version.key.clone());
+        event.key_version = Some(version.version);
+        event.key_id = Some(version.key_id.clone());
+        event.algorithm = Some(version.algorithm.as_str().to_string());
+        event.reason = Some(reason.to_string());
+        event
+    }
+
+    /// A rotation interrupted before its backend key was recorded was undone.
+    pub fn key_rotation_rolled_back(key: &str, version: u32, reason: &str, now: i64) -> Self {
+        let mut event = LogEvent::new("key_rotation_rolled_back", now).by(&Actor::Scheduler);
+        event.key = Some(key.to_string());
+        event.key_version = Some(version);
+        event.reason = Some(reason.to_string());
+        event
     }
 
     fn with_caller(mut self, session: &SessionRecord) -> Self {

@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 
 use super::{
-    AppendOutcome, KeyState, KeyVersionRecord, LogAppend, QuotaCharge, QuotaOutcome, SessionRecord,
-    Store, StoreError, StoredCheckpoint, StoredEntry,
+    AppendOutcome, KeyChange, KeyState, KeyVersionRecord, LogAppend, QuotaCharge, QuotaOutcome,
+    SessionRecord, Store, StoreError, StoredCheckpoint, StoredEntry,
 };
 use crate::log::merkle::{self, Hash};
 
@@ -298,6 +298,12 @@ fn append_batch(c: &mut Connection, batch: &[LogAppend]) -> Result<Vec<AppendOut
             .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND last_leaf = ?2")
             .map_err(unavailable)?;
         for item in batch {
+            if let Some(change) = &item.key_change
+                && let Err(reason) = apply_key_change(&tx, change, next)?
+            {
+                outcomes.push(AppendOutcome::Stale(reason));
+                continue;
+            }
             let remaining = match &item.charge {
                 None => None,
                 Some(charge) => match charge_quota(&tx, charge)? {
@@ -342,6 +348,82 @@ fn append_batch(c: &mut Connection, batch: &[LogAppend]) -> Result<Vec<AppendOut
     }
     tx.commit().map_err(unavailable)?;
     Ok(outcomes)
+}
+
+/// Applies a key change inside the log's transaction; `Ok(Err(reason))` when it no longer applies.
+/// Preconditions are checked before anything is written.
+fn apply_key_change(
+    tx: &Connection,
+    change: &KeyChange,
+    log_index: u64,
+) -> Result<Result<(), String>, StoreError> {
+    let state_of = |key: &str, version: u32| -> Result<Option<(String, String)>, StoreError> {
+        tx.query_row(
+            "SELECT state, backend_ref FROM key_versions WHERE key = ?1 AND version = ?2",
+            params![key, version],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(unavailable)
+    };
+    match change {
+        KeyChange::Activate {
+            key,
+            version,
+            retire_at,
+            now,
+        } => {
+            match state_of(key, *version)? {
+                Some((state, backend_ref)) if state == "pending" && !backend_ref.is_empty() => {}
+                other => {
+                    return Ok(Err(format!(
+                        "key {key} version {version} is not a pending version with a backend key ({other:?})"
+                    )));
+                }
+            }
+            tx.execute(
+                "UPDATE key_versions SET state = 'verify-only', retire_at = ?2 WHERE key = ?1 AND state = 'active'",
+                params![key, retire_at],
+            )
+            .map_err(unavailable)?;
+            tx.execute(
+                "UPDATE key_versions SET state = 'active', created_at = ?3, log_index = ?4 WHERE key = ?1 AND version = ?2",
+                params![key, version, now, to_i64(log_index)],
+            )
+            .map_err(unavailable)?;
+        }
+        KeyChange::Retire { key, version } => {
+            match state_of(key, *version)? {
+                Some((state, _)) if state == "verify-only" => {}
+                other => {
+                    return Ok(Err(format!(
+                        "key {key} version {version} is not verify-only ({other:?})"
+                    )));
+                }
+            }
+            tx.execute(
+                "UPDATE key_versions SET state = 'retired' WHERE key = ?1 AND version = ?2",
+                params![key, version],
+            )
+            .map_err(unavailable)?;
+        }
+        KeyChange::Abandon { key, version } => {
+            match state_of(key, *version)? {
+                Some((state, _)) if state == "pending" => {}
+                other => {
+                    return Ok(Err(format!(
+                        "key {key} version {version} is not pending ({other:?})"
+                    )));
+                }
+            }
+            tx.execute(
+                "DELETE FROM key_versions WHERE key = ?1 AND version = ?2",
+                params![key, version],
+            )
+            .map_err(unavailable)?;
+        }
+    }
+    Ok(Ok(()))
 }
 
 fn log_size(c: &Connection) -> Result<u64, StoreError> {
@@ -529,6 +611,39 @@ impl Store for SqliteStore {
                 other => unavailable(other),
             })?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn record_pending_key(
+        &self,
+        key: &str,
+        version: u32,
+        backend_ref: &str,
+        public_key_spki: &[u8],
+        key_id: &str,
+    ) -> Result<(), StoreError> {
+        let (key, backend_ref, spki, key_id) = (
+            key.to_string(),
+            backend_ref.to_string(),
+            public_key_spki.to_vec(),
+            key_id.to_string(),
+        );
+        self.call(move |c| {
+            let updated = c
+                .execute(
+                    "UPDATE key_versions SET backend_ref = ?3, public_key_spki = ?4, key_id = ?5 \
+                     WHERE key = ?1 AND version = ?2 AND state = 'pending'",
+                    params![key, version, backend_ref, spki, key_id],
+                )
+                .map_err(unavailable)?;
+            if updated == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict(format!(
+                    "key {key} version {version} is not pending"
+                )))
+            }
         })
         .await
     }
@@ -727,6 +842,7 @@ mod tests {
                 count,
                 now,
             }),
+            key_change: None,
             leaves: (0..count)
                 .map(|i| format!("leaf {i}").into_bytes())
                 .collect(),
@@ -760,6 +876,7 @@ mod tests {
                 charge("nope", 1, 150),
                 LogAppend {
                     charge: None,
+                    key_change: None,
                     leaves: vec![b"x".to_vec()],
                 },
             ])

@@ -12,6 +12,7 @@ mod log_crash;
 mod manifest;
 mod oidc;
 mod pkcs11;
+mod rotation;
 mod sessions;
 mod signing;
 mod workflow;

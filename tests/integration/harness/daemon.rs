@@ -17,6 +17,8 @@ pub struct TestKey {
     pub backend_key: Option<String>,
     /// The `[backends.NAME]` holding it.
     pub backend: String,
+    /// More lines for its `[[keys]]` table (grace_period, rotation_period).
+    pub extra: String,
 }
 
 /// The daemon's config, rendered to TOML.
@@ -48,12 +50,14 @@ impl DaemonConfig {
                     algorithm: "ES256".into(),
                     backend_key: None,
                     backend: "hsm".into(),
+                    extra: String::new(),
                 },
                 TestKey {
                     name: "log-signing".into(),
                     algorithm: "ES256".into(),
                     backend_key: None,
                     backend: "hsm".into(),
+                    extra: String::new(),
                 },
             ],
             policy_keys: vec!["model-signing".into()],
@@ -72,6 +76,26 @@ impl DaemonConfig {
         self.add_key_on(name, algorithm, "hsm");
     }
 
+    /// Extra `[[keys]]` lines for the key named `name`.
+    pub fn key_lines(&mut self, name: &str, lines: &str) {
+        let key = self
+            .keys
+            .iter_mut()
+            .find(|k| k.name == name)
+            .expect("key in the config");
+        key.extra.push_str(lines);
+        key.extra.push('\n');
+    }
+
+    /// An admin policy: tokens of `repository` may rotate and retire `keys`.
+    pub fn add_admin_policy(&mut self, repository: &str, keys: &[&str]) {
+        self.extra.push_str(&format!(
+            "\n[[policies]]\nname = \"key-admins-{}\"\nissuer = \"ci\"\nclaims = {{ repository = \"{repository}\" }}\nkeys = {}\nrole = \"admin\"\n",
+            repository.replace('/', "-"),
+            serde_json::to_string(keys).expect("keys")
+        ));
+    }
+
     /// Adds a key the policy grants, held by the backend named `backend`.
     pub fn add_key_on(&mut self, name: &str, algorithm: &str, backend: &str) {
         self.keys.push(TestKey {
@@ -79,6 +103,7 @@ impl DaemonConfig {
             algorithm: algorithm.into(),
             backend_key: None,
             backend: backend.into(),
+            extra: String::new(),
         });
         self.policy_keys.push(name.into());
     }
@@ -137,6 +162,7 @@ max_signatures = {max_signatures}
             if let Some(label) = &key.backend_key {
                 text.push_str(&format!("backend_key = \"{label}\"\n"));
             }
+            text.push_str(&key.extra);
         }
         text.push_str(&self.extra);
         text

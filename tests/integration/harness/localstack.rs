@@ -36,6 +36,18 @@ impl LocalStack {
             .expect("addr")
             .port();
         let dir = tempfile::tempdir().expect("tempdir");
+        // The service catalog index scripts/install-backends.sh built: without it the first
+        // request builds one (seconds, and ~500 MB).
+        let catalog_dir = dir.path().join("fs/usr/lib/localstack");
+        std::fs::create_dir_all(&catalog_dir).expect("catalog dir");
+        let prebuilt = std::path::Path::new(&python)
+            .parent()
+            .and_then(|bin| bin.parent())
+            .map(|venv| venv.join("static-libs"))
+            .expect("venv");
+        for entry in std::fs::read_dir(&prebuilt).into_iter().flatten().flatten() {
+            std::fs::copy(entry.path(), catalog_dir.join(entry.file_name())).expect("copy catalog");
+        }
         let log = std::fs::File::create(dir.path().join("localstack.log")).expect("log");
         let child = Command::new(&python)
             .args(["-m", "localstack.runtime.main"])
@@ -44,8 +56,11 @@ impl LocalStack {
             .env("DNS_ADDRESS", "0")
             .env("DISABLE_EVENTS", "1")
             .env("SKIP_SSL_CERT_DOWNLOAD", "1")
-            .env("LOCALSTACK_VOLUME_DIR", dir.path().join("volume"))
+            // This machine looks like a container (/.dockerenv); without this LocalStack writes
+            // under /var/lib/localstack whatever FILESYSTEM_ROOT says.
+            .env("OVERRIDE_IN_DOCKER", "0")
             .env("FILESYSTEM_ROOT", dir.path().join("fs"))
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
             .env("TMPDIR", dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

@@ -1,0 +1,550 @@
+//! Key rotation on SoftHSM: by an admin through the API and the CLI, break-glass with
+//! `--config`, on schedule, under load, with a crash in the middle, and emergency retirement.
+//! (The same rotation runs on every backend in the conformance suite.)
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+use crate::harness::{Daemon, DaemonConfig, Harness, problem, sha256_digest};
+use crate::verify::verify_signature;
+use crate::workflow::signet;
+
+/// An admin's ID token (repository acme/security has an admin policy for model-signing).
+pub fn admin_token(h: &Harness) -> String {
+    h.issuer.mint_edited(|c| {
+        c.insert("repository".into(), json!("acme/security"));
+    })
+}
+
+/// `POST /v1/keys/{name}/rotate` with `token`.
+pub async fn rotate(h: &Harness, name: &str, token: &str) -> reqwest::Response {
+    h.http
+        .post(h.daemon.url(&format!("/v1/keys/{name}/rotate")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("POST rotate")
+}
+
+async fn sign_one(h: &Harness, session: &str, text: &str) -> Value {
+    let response = h
+        .sign(
+            session,
+            json!({"key": "model-signing", "digest": sha256_digest(text.as_bytes())}),
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.expect("JSON");
+    body["signatures"][0].clone()
+}
+
+fn versions(keys: &Value, name: &str) -> Vec<(u64, String)> {
+    keys.as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["name"] == name)
+        .expect("key listed")["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().expect("version"),
+                v["state"].as_str().expect("state").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn kids(jwks: &Value) -> Vec<String> {
+    jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_string())
+        .collect()
+}
+
+/// Every log entry, parsed.
+async fn log_events(h: &Harness) -> Vec<Value> {
+    // The log's size: the first index that is not there (entries past the latest checkpoint
+    // count too).
+    let exists = |i: u64| {
+        let url = h.daemon.url(&format!("/v1/log/entries/{i}"));
+        let http = h.http.clone();
+        async move { http.get(url).send().await.expect("entry").status().as_u16() == 200 }
+    };
+    let mut high = 1;
+    while exists(high).await {
+        high *= 2;
+    }
+    let mut low = high / 2;
+    while low + 1 < high {
+        let middle = (low + high) / 2;
+        if exists(middle).await {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    let size = high;
+    let mut events = Vec::new();
+    let mut start = 0;
+    while start < size {
+        let end = (start + 1000).min(size);
+        let entries = h
+            .get_json(&format!("/v1/log/entries?start={start}&end={end}"))
+            .await;
+        for entry in entries.as_array().expect("entries") {
+            let leaf = STANDARD
+                .decode(entry["leaf_input"].as_str().expect("leaf"))
+                .expect("base64");
+            events.push(serde_json::from_slice(&leaf).expect("JSON leaf"));
+        }
+        start = end;
+    }
+    assert_eq!(events.len() as u64, size);
+    events
+}
+
+fn with_rotation(config: &mut DaemonConfig, grace: &str) {
+    config.add_admin_policy("acme/security", &["model-signing"]);
+    config.key_lines("model-signing", &format!("grace_period = \"{grace}\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_rotates_old_signatures_stay_verifiable_then_the_old_version_retires() {
+    let h = Harness::start_with(|c| with_rotation(c, "4s")).await;
+    let session = h.session().await;
+    let before = sign_one(&h, &session, "before").await;
+    assert_eq!(before["key_version"], 1);
+    let jwks_before = h.jwks().await;
+    let etag_before = h
+        .http
+        .get(h.daemon.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("jwks")
+        .headers()
+        .get("etag")
+        .cloned();
+
+    // Through the CLI, with an admin's token in a file.
+    let token_file = h.hsm.dir.path().join("admin-token");
+    std::fs::write(&token_file, admin_token(&h)).expect("token");
+    let token_path = token_file.display().to_string();
+    let (code, stdout, stderr) = signet(
+        &[
+            "keys",
+            "rotate",
+            "model-signing",
+            "--server",
+            &h.daemon.base_url,
+            "--token-file",
+            &token_path,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("version 2"), "{stdout}");
+
+    // The JWKS changed at once (new ETag) and holds both versions.
+    let response = h
+        .http
+        .get(h.daemon.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("jwks");
+    assert_ne!(response.headers().get("etag").cloned(), etag_before);
+    let jwks: Value = response.json().await.expect("JSON");
+    assert_eq!(kids(&jwks).len(), kids(&jwks_before).len() + 1);
+    let after = sign_one(&h, &session, "after").await;
+    assert_eq!(after["key_version"], 2);
+    assert_ne!(after["key_id"], before["key_id"]);
+    verify_signature(&jwks, &after);
+    // A verifier holding the JWKS fetched before the rotation still checks older signatures,
+    // and so does one fetching it now.
+    verify_signature(&jwks_before, &before);
+    verify_signature(&jwks, &before);
+    assert_eq!(
+        versions(&h.get_json("/v1/keys").await, "model-signing"),
+        [(1, "verify-only".to_string()), (2, "active".to_string())]
+    );
+
+    // After the grace period the scheduler retires version 1: gone from the JWKS, kept in
+    // /v1/keys and in the log.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = versions(&h.get_json("/v1/keys").await, "model-signing");
+        if listed[0].1 == "retired" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not retired: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let jwks = h.jwks().await;
+    assert!(!kids(&jwks).contains(&before["key_id"].as_str().expect("kid").to_string()));
+    assert!(kids(&jwks).contains(&after["key_id"].as_str().expect("kid").to_string()));
+    let events = log_events(&h).await;
+    let rotated = events
+        .iter()
+        .find(|e| e["kind"] == "key_rotated")
+        .expect("key_rotated logged");
+    assert_eq!(rotated["key_version"], 2);
+    assert_eq!(rotated["previous_version"], 1);
+    assert!(
+        rotated["subject"].as_str().is_some_and(|s| !s.is_empty()),
+        "names who: {rotated}"
+    );
+    assert_eq!(rotated["policy"], "key-admins-acme-security");
+    let retired = events
+        .iter()
+        .find(|e| e["kind"] == "key_retired")
+        .expect("key_retired logged");
+    assert_eq!(retired["key_version"], 1);
+    assert_eq!(retired["actor"], "scheduler");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_admin_of_that_key_may_rotate() {
+    let h = Harness::start_with(|c| {
+        c.add_key("other-key", "ES256");
+        c.add_admin_policy("acme/security", &["model-signing"]);
+    })
+    .await;
+    // A signer's token: 403.
+    let (status, code) = problem(rotate(&h, "model-signing", &h.issuer.mint_default()).await).await;
+    assert_eq!((status, code.as_str()), (403, "forbidden"));
+    // An admin of model-signing cannot rotate other-key.
+    let (status, code) = problem(rotate(&h, "other-key", &admin_token(&h)).await).await;
+    assert_eq!((status, code.as_str()), (403, "forbidden"));
+    // Nor a key that does not exist (no probing for names).
+    let (status, code) = problem(rotate(&h, "no-such-key", &admin_token(&h)).await).await;
+    assert_eq!((status, code.as_str()), (403, "forbidden"));
+    // A session token is not an ID token.
+    let session = h.session().await;
+    let (status, code) = problem(rotate(&h, "model-signing", &session).await).await;
+    assert_eq!((status, code.as_str()), (401, "invalid_token"));
+    let response = rotate(&h, "model-signing", &admin_token(&h)).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["version"], 2);
+    assert_eq!(body["state"], "active");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_under_load_never_fails_a_request_nor_names_an_inactive_version() {
+    let h = Harness::start_with(|c| {
+        with_rotation(c, "1h");
+        c.max_signatures = 100_000;
+        c.max_ttl = "1h".into();
+    })
+    .await;
+    let session = h
+        .session_with(Some(json!({"max_signatures": 100_000})))
+        .await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for client in 0..8 {
+        let (http, url, session, stop) = (
+            h.http.clone(),
+            h.daemon.url("/v1/sign"),
+            session.clone(),
+            stop.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut signed = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                i += 1;
+                let digest = sha256_digest(format!("client {client} request {i}").as_bytes());
+                let response = http
+                    .post(&url)
+                    .bearer_auth(&session)
+                    .json(&json!({"key": "model-signing", "digest": digest}))
+                    .send()
+                    .await
+                    .expect("POST sign");
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.expect("JSON");
+                assert_eq!(status, 200, "a request failed during rotation: {body}");
+                signed.push(body["signatures"][0].clone());
+            }
+            signed
+        }));
+    }
+    let admin = admin_token(&h);
+    for round in 0..5 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let response = rotate(&h, "model-signing", &admin).await;
+        assert_eq!(response.status().as_u16(), 200, "rotation {round}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut signatures = Vec::new();
+    for client in clients {
+        signatures.extend(client.await.expect("client"));
+    }
+    assert!(
+        signatures.len() > 50,
+        "load was applied: {}",
+        signatures.len()
+    );
+    // Every signature verifies under the version it names (all six are still published).
+    let jwks = h.jwks().await;
+    assert_eq!(
+        kids(&jwks).len(),
+        7,
+        "six model-signing versions and the log key"
+    );
+    let mut seen_versions = std::collections::BTreeSet::new();
+    for signed in &signatures {
+        verify_signature(&jwks, signed);
+        seen_versions.insert(signed["key_version"].as_u64().expect("version"));
+    }
+    assert!(
+        seen_versions.len() >= 3,
+        "signatures spanned rotations: {seen_versions:?}"
+    );
+    // By log order, each signature names the version active at its place in the log.
+    let mut active = 1;
+    for event in log_events(&h).await {
+        match event["kind"].as_str() {
+            Some("key_rotated") if event["key"] == "model-signing" => {
+                active = event["key_version"].as_u64().expect("version");
+            }
+            Some("signature") if event["key"] == "model-signing" => {
+                assert_eq!(
+                    event["key_version"].as_u64(),
+                    Some(active),
+                    "a signature names a version that was not active at its place in the log"
+                );
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(active, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_the_backend_key_is_made_completes_on_restart() {
+    let h = Harness::start_with(|c| {
+        with_rotation(c, "1h");
+        c.env.push((
+            "SIGNET_FAILPOINT".into(),
+            "rotation.after_backend_key".into(),
+        ));
+    })
+    .await;
+    let session = h.session().await;
+    let before = sign_one(&h, &session, "before the crash").await;
+    // The daemon aborts between making the new key in the token and activating it.
+    let outcome = h
+        .http
+        .post(h.daemon.url("/v1/keys/model-signing/rotate"))
+        .bearer_auth(admin_token(&h))
+        .send()
+        .await;
+    assert!(
+        outcome.is_err(),
+        "the daemon died mid-rotation: {outcome:?}"
+    );
+    // Restart without the failpoint (the env file travels with the config).
+    let config_path = h.daemon.config_path.clone();
+    let env_path = config_path.with_extension("env.json");
+    let env: serde_json::Map<String, Value> =
+        serde_json::from_str(&std::fs::read_to_string(&env_path).expect("env")).expect("JSON");
+    let mut env = env;
+    env.remove("SIGNET_FAILPOINT");
+    std::fs::write(&env_path, Value::Object(env).to_string()).expect("env");
+    let Harness {
+        hsm,
+        issuer,
+        daemon,
+        http,
+    } = h;
+    drop(daemon);
+    let daemon = Daemon::start_with_config_file(&hsm, config_path)
+        .await
+        .unwrap_or_else(|e| panic!("restart: {e}"));
+    let h = Harness {
+        hsm,
+        issuer,
+        daemon,
+        http,
+    };
+    assert!(
+        h.daemon
+            .logs()
+            .contains("completing a rotation interrupted"),
+        "{}",
+        h.daemon.logs()
+    );
+    assert_eq!(
+        versions(&h.get_json("/v1/keys").await, "model-signing"),
+        [(1, "verify-only".to_string()), (2, "active".to_string())]
+    );
+    let events = log_events(&h).await;
+    let rotated: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "key_rotated")
+        .collect();
+    assert_eq!(rotated.len(), 1, "exactly one rotation logged");
+    assert!(
+        rotated[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("completed at start-up")),
+        "{}",
+        rotated[0]
+    );
+    let session = h.session().await;
+    let after = sign_one(&h, &session, "after the crash").await;
+    assert_eq!(after["key_version"], 2);
+    let jwks = h.jwks().await;
+    verify_signature(&jwks, &before);
+    verify_signature(&jwks, &after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_rotation_survives_a_restart_and_happens_once() {
+    let h = Harness::start_with(|c| {
+        with_rotation(c, "1h");
+        c.key_lines("model-signing", "rotation_period = \"10s\"");
+    })
+    .await;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A restart does not reset the due date: it is in the store.
+    let h = h.restart(|_| {}).await;
+    let deadline = started + Duration::from_secs(25);
+    loop {
+        let listed = versions(&h.get_json("/v1/keys").await, "model-signing");
+        if listed.len() == 2 {
+            assert_eq!(listed[1], (2, "active".to_string()));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scheduled rotation: {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "not before it was due"
+    );
+    let events = log_events(&h).await;
+    let rotated: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "key_rotated")
+        .collect();
+    assert_eq!(rotated.len(), 1, "once for this due date");
+    assert_eq!(rotated[0]["actor"], "scheduler");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emergency_retirement_removes_the_key_and_verify_says_so() {
+    let h = Harness::start_with(|c| with_rotation(c, "30d")).await;
+    // A model signed with version 1.
+    let model = h.hsm.dir.path().join("model");
+    crate::workflow::write_model(&model);
+    let token = h.hsm.dir.path().join("token");
+    std::fs::write(&token, h.issuer.mint_default()).expect("token");
+    let (model_arg, token_arg) = (model.display().to_string(), token.display().to_string());
+    let (code, _, stderr) = signet(
+        &[
+            "sign",
+            &model_arg,
+            "--server",
+            &h.daemon.base_url,
+            "--key",
+            "model-signing",
+            "--token-file",
+            &token_arg,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let jwks_url = h.daemon.url("/.well-known/jwks.json");
+    let (code, _, stderr) = signet(&["verify", &model_arg, "--jwks", &jwks_url], &[]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // Version 1 is compromised: retire it (it is active, so a new version replaces it first).
+    std::fs::write(&token, admin_token(&h)).expect("token");
+    let (code, stdout, stderr) = signet(
+        &[
+            "keys",
+            "retire",
+            "model-signing",
+            "--version",
+            "1",
+            "--reason",
+            "key compromised",
+            "--server",
+            &h.daemon.base_url,
+            "--token-file",
+            &token_arg,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("retired"), "{stdout}");
+    assert_eq!(
+        versions(&h.get_json("/v1/keys").await, "model-signing"),
+        [(1, "retired".to_string()), (2, "active".to_string())]
+    );
+    let (code, _, stderr) = signet(&["verify", &model_arg, "--jwks", &jwks_url], &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .next()
+            .unwrap_or("")
+            .contains("it was retired"),
+        "{stderr}"
+    );
+    let events = log_events(&h).await;
+    let retired = events
+        .iter()
+        .find(|e| e["kind"] == "key_retired")
+        .expect("logged");
+    assert_eq!(retired["reason"], "key compromised");
+    assert_eq!(retired["policy"], "key-admins-acme-security");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_glass_rotation_with_the_config_is_picked_up_by_the_daemon() {
+    let h = Harness::start_with(|c| with_rotation(c, "1h")).await;
+    let config = h.daemon.config_path.display().to_string();
+    let conf = h.hsm.conf.display().to_string();
+    let (code, stdout, stderr) = signet(
+        &["keys", "rotate", "model-signing", "--config", &config],
+        &[
+            ("SOFTHSM2_CONF", &conf),
+            ("SIGNET_TEST_HSM_PIN", crate::harness::softhsm::PIN),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("break-glass"), "{stdout}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let session = h.session().await;
+    loop {
+        let signed = sign_one(&h, &session, "after break-glass").await;
+        if signed["key_version"] == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not pick up the rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let events = log_events(&h).await;
+    let rotated = events
+        .iter()
+        .find(|e| e["kind"] == "key_rotated")
+        .expect("logged");
+    assert_eq!(rotated["actor"], "break-glass");
+}
