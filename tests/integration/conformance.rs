@@ -63,7 +63,11 @@ pub async fn daemon_for<B: UnderTest>(backend: &B) -> Harness {
         config.policy_keys.clear();
         for algorithm in algorithms {
             config.add_key_on(&key_name(algorithm), algorithm, BACKEND);
+            config.key_lines(&key_name(algorithm), "grace_period = \"3s\"");
         }
+        let names: Vec<String> = algorithms.iter().map(|a| key_name(a)).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        config.add_admin_policy("acme/security", &names);
         config.extra.push_str(&toml);
         config.env = env;
         config.max_signatures = 1000;
@@ -288,5 +292,60 @@ pub async fn corrupted_answers_never_sign<B: UnderTest>(mut backend: B) {
             Some(last_index + 1),
             "{algorithm}: nothing was logged for the corrupted answer"
         );
+    }
+}
+
+/// Rotation inside the backend: the new version signs, both are published, signatures by the old
+/// one still verify, and after the grace period the old one leaves the JWKS but stays listed.
+pub async fn rotation<B: UnderTest>(backend: B) {
+    let h = daemon_for(&backend).await;
+    let session = h.session().await;
+    let admin = crate::rotation::admin_token(&h);
+    for algorithm in backend.algorithms() {
+        let name = key_name(algorithm);
+        let before = sign_and_verify(&h, &session, algorithm).await;
+        assert_eq!(before[0]["key_version"], 1);
+        let response = crate::rotation::rotate(&h, &name, &admin).await;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(status, 200, "{algorithm}: {body}\n{}", h.daemon.logs());
+        assert_eq!(body["version"], 2);
+        let after = sign_and_verify(&h, &session, algorithm).await;
+        assert_eq!(after[0]["key_version"], 2, "{algorithm}");
+        assert_ne!(after[0]["key_id"], before[0]["key_id"]);
+        let jwks = h.jwks().await;
+        for signed in before.iter().chain(&after) {
+            crate::verify::verify_signature(&jwks, signed);
+        }
+    }
+    // Grace period 3 s: the scheduler retires every version 1.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let keys = h.get_json("/v1/keys").await;
+        let retired = keys
+            .as_array()
+            .expect("keys")
+            .iter()
+            .filter(|k| k["backend"] == BACKEND)
+            .all(|k| k["versions"][0]["state"] == "retired" && k["versions"][1]["state"] == "active");
+        if retired {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not retired: {keys}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let jwks = h.jwks().await;
+    let published: Vec<&str> = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    let keys = h.get_json("/v1/keys").await;
+    for key in keys.as_array().expect("keys").iter().filter(|k| k["backend"] == BACKEND) {
+        let old = key["versions"][0]["key_id"].as_str().expect("kid");
+        let new = key["versions"][1]["key_id"].as_str().expect("kid");
+        assert!(!published.contains(&old), "retired version left the JWKS");
+        assert!(published.contains(&new));
     }
 }

@@ -152,3 +152,8 @@ async fn aws_disabled_key_is_a_clear_error() {
     .await;
     conformance::sign_and_verify(&h, &session, "ES256").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_rotation() {
+    conformance::rotation(Aws::start().await).await;
+}

@@ -113,3 +113,8 @@ async fn gcp_public_key_with_a_bad_crc_is_refused() {
         .expect("the daemon must not start on a corrupted public key");
     assert!(stderr.contains("pemCrc32c mismatch"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcp_rotation() {
+    conformance::rotation(Gcp::start().await).await;
+}

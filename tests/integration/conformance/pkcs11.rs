@@ -36,3 +36,8 @@ impl UnderTest for Pkcs11 {
 async fn pkcs11_keys_and_signatures() {
     conformance::keys_and_signatures(Pkcs11).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pkcs11_rotation() {
+    conformance::rotation(Pkcs11).await;
+}

@@ -117,3 +117,8 @@ async fn vault_expired_token_is_a_clear_error() {
     );
     assert!(!h.daemon.logs().contains(&backend.token));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_rotation() {
+    conformance::rotation(Vault::start().await).await;
+}
