@@ -1,5 +1,6 @@
 //! The `signet` command line. `anyhow` is used here, at the binary's edge, and errors become exit
 //! codes: 0 success, 1 verification failed or the server refused, 2 usage, configuration or I/O.
+pub mod bench;
 pub mod dev;
 pub mod keys;
 pub mod log;
@@ -64,6 +65,12 @@ pub enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Measure: a closed-loop load generator (signet, Vault Transit) and the raw PKCS#11 floor.
+    Bench {
+        /// What to measure.
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
     /// Check the tamper-evident log from outside.
     Log {
         /// What to do.
@@ -120,6 +127,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Keys { command } => keys::run(command),
         Command::Log { command } => log::run(command),
+        Command::Bench { command } => bench::run(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -327,7 +327,9 @@ pub async fn rotation<B: UnderTest>(backend: B) {
             .expect("keys")
             .iter()
             .filter(|k| k["backend"] == BACKEND)
-            .all(|k| k["versions"][0]["state"] == "retired" && k["versions"][1]["state"] == "active");
+            .all(|k| {
+                k["versions"][0]["state"] == "retired" && k["versions"][1]["state"] == "active"
+            });
         if retired {
             break;
         }
@@ -342,7 +344,12 @@ pub async fn rotation<B: UnderTest>(backend: B) {
         .filter_map(|k| k["kid"].as_str())
         .collect();
     let keys = h.get_json("/v1/keys").await;
-    for key in keys.as_array().expect("keys").iter().filter(|k| k["backend"] == BACKEND) {
+    for key in keys
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter(|k| k["backend"] == BACKEND)
+    {
         let old = key["versions"][0]["key_id"].as_str().expect("kid");
         let new = key["versions"][1]["key_id"].as_str().expect("kid");
         assert!(!published.contains(&old), "retired version left the JWKS");
