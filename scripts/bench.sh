@@ -2,11 +2,13 @@
 # Benchmarks, run on one machine in one go so that every figure is a ratio against a reference
 # measured in the same run. Writes its tables into docs/benchmarks.md.
 #
+#   scripts/bench.sh         everything below, in one run (under 10 minutes on 2 cores)
+#   scripts/bench.sh sign    signing: raw SoftHSM C_Sign, OpenBao Transit, signet (full path)
 #   scripts/bench.sh hash    manifest hashing: signet vs sha256sum, OpenSSL and model_signing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-what="${1:-hash}"
+what="${1:-all}"
 runs="${BENCH_RUNS:-3}"
 doc=docs/benchmarks.md
 python3=python3
@@ -112,7 +114,94 @@ PY
   echo "== written to $doc" >&2
 }
 
+free_port() {
+  $python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_for() { # URL [seconds]
+  for _ in $(seq $((${2:-30} * 10))); do
+    curl -sf -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "not up: $1" >&2
+  return 1
+}
+
+bench_sign() {
+  local duration=${BENCH_DURATION:-5s} signet work module=/usr/lib/softhsm/libsofthsm2.so
+  scripts/install-deps.sh
+  scripts/install-backends.sh
+  echo "== building signet (release, PKCS#11 only: what this benchmark runs)" >&2
+  cargo build --release --locked --quiet --no-default-features
+  signet=$PWD/target/release/signet
+  work=$(mktemp -d "$PWD/target/bench-sign.XXXXXX")
+  trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+  results=$work/results.jsonl
+
+  echo "== raw SoftHSM C_Sign" >&2
+  mkdir -p "$work/tokens"
+  printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$work/tokens" > "$work/softhsm2.conf"
+  export SOFTHSM2_CONF=$work/softhsm2.conf BENCH_PIN=1234
+  softhsm2-util --init-token --free --label bench --pin 1234 --so-pin 5678 > /dev/null
+  pkcs11-tool --module $module --token-label bench --login --pin 1234 --keypairgen \
+    --key-type EC:prime256v1 --label bench-es256 --id 01 > /dev/null
+  pkcs11-tool --module $module --token-label bench --login --pin 1234 --keypairgen \
+    --key-type rsa:2048 --label bench-ps256 --id 02 > /dev/null
+  for alg in ES256 PS256; do
+    label=bench-$(echo $alg | tr 'A-Z' 'a-z')
+    for threads in 1 2; do
+      echo "{\"target\":\"raw-$alg\",\"report\":$("$signet" bench pkcs11 --module $module \
+        --token-label bench --pin-env BENCH_PIN --key-label "$label" --algorithm $alg \
+        -c $threads -d "$duration" --json)}" >> "$results"
+    done
+  done
+  unset SOFTHSM2_CONF
+
+  echo "== OpenBao Transit" >&2
+  local bao_port
+  bao_port=$(free_port)
+  target/openbao-venv/bin/bao server -dev -dev-root-token-id=root -dev-no-store-token \
+    -dev-listen-address=127.0.0.1:$bao_port > "$work/bao.log" 2>&1 &
+  local bao_pid=$!
+  wait_for "http://127.0.0.1:$bao_port/v1/sys/health"
+  curl -sf -X POST -H 'X-Vault-Token: root' -d '{"type":"transit"}' "http://127.0.0.1:$bao_port/v1/sys/mounts/transit"
+  curl -sf -o /dev/null -X POST -H 'X-Vault-Token: root' -d '{"type":"ecdsa-p256"}' "http://127.0.0.1:$bao_port/v1/transit/keys/bench"
+  for c in 1 8 64; do
+    echo "{\"target\":\"openbao\",\"report\":$(VAULT_TOKEN=root "$signet" bench vault \
+      --address "http://127.0.0.1:$bao_port" --key bench -c $c -d "$duration" --json)}" >> "$results"
+  done
+  kill $bao_pid; wait $bao_pid 2>/dev/null || true
+
+  echo "== signet (signet dev: SoftHSM, durable log)" >&2
+  local port issuer_port
+  port=$(free_port); issuer_port=$(free_port)
+  "$signet" dev --dir "$work/dev" --listen 127.0.0.1:$port --issuer-listen 127.0.0.1:$issuer_port \
+    > "$work/dev.log" 2>&1 &
+  local dev_pid=$!
+  wait_for "http://127.0.0.1:$port/readyz" 60
+  curl -sf -X POST "http://127.0.0.1:$issuer_port/token" > "$work/token"
+  local server=http://127.0.0.1:$port
+  for c in 1 8 64; do
+    echo "{\"target\":\"signet\",\"report\":$("$signet" bench signet --server $server \
+      --token-file "$work/token" --sessions 64 -c $c -d "$duration" --json)}" >> "$results"
+  done
+  echo "{\"target\":\"signet-batch100\",\"report\":$("$signet" bench signet --server $server \
+    --token-file "$work/token" --sessions 8 --batch 100 -c 4 -d "$duration" --json)}" >> "$results"
+  local rss_kb
+  rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$dev_pid/status)
+  kill $dev_pid; wait $dev_pid 2>/dev/null || true
+  echo "{\"target\":\"signet-rss\",\"kb\":$rss_kb}" >> "$results"
+
+  local table
+  table=$($python3 scripts/lib/sign_table.py "$results" "$(machine)")
+  echo "$table"
+  write_section sign "$table"
+  echo "== written to $doc" >&2
+}
+
 case "$what" in
+  all) bench_sign; bench_hash ;;
+  sign) bench_sign ;;
   hash) bench_hash ;;
-  *) echo "usage: scripts/bench.sh hash" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [all|sign|hash]" >&2; exit 2 ;;
 esac

@@ -4,6 +4,7 @@ mod harness;
 mod verify;
 
 mod api_limits;
+mod bench;
 mod conformance;
 mod dev;
 mod jwks;

@@ -1,0 +1,55 @@
+"""Turns bench.sh's signing results (JSON lines) into the docs/benchmarks.md table, with every
+figure a ratio against the raw backend or OpenBao measured in the same run."""
+import json
+import sys
+
+results = [json.loads(line) for line in open(sys.argv[1])]
+machine = sys.argv[2]
+
+
+def runs(target):
+    return {r["report"]["concurrency"]: r["report"] for r in results if r["target"] == target}
+
+
+raw_es, raw_ps, bao, signet = runs("raw-ES256"), runs("raw-PS256"), runs("openbao"), runs("signet")
+batch = runs("signet-batch100")
+batch = next(iter(batch.values()))
+rss_mb = next(r["kb"] for r in results if r["target"] == "signet-rss") / 1024
+
+
+def row(name, r, note=""):
+    return (f"| {name} | {r['concurrency']} | {r['requests_per_second']:,.0f} | {r['operations_per_second']:,.0f} "
+            f"| {r['p50_us']} | {r['p90_us']} | {r['p99_us']} | {r['max_us']} | {r['errors']} | {note} |")
+
+
+print("### Signing\n")
+print(f"Machine: {machine}. The load generator (`signet bench`) shares the machine. Closed loop, "
+      "HTTP/1.1 keep-alive; signet's full path: session lookup, quota, SoftHSM ES256, durable log entry.\n")
+print("| target | concurrency | req/s | signatures/s | p50 µs | p90 µs | p99 µs | max µs | errors | note |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+for t in (1, 2):
+    print(row("raw SoftHSM C_Sign ES256", raw_es[t], "threads, no HTTP"))
+for t in (1, 2):
+    print(row("raw SoftHSM C_Sign PS256 (RSA-2048)", raw_ps[t], "threads, no HTTP"))
+for c in (1, 8, 64):
+    print(row("OpenBao Transit ecdsa-p256", bao[c]))
+for c in (1, 8, 64):
+    print(row("signet ES256", signet[c], f"{signet[c]['requests_per_second'] / bao[c]['requests_per_second']:.2f}x OpenBao"))
+print(row("signet ES256, 100 digests a request", batch,
+          f"{batch['operations_per_second'] / raw_es[2]['operations_per_second']:.0%} of raw 2 threads"))
+print()
+goals = []
+for c in (8, 64):
+    ratio = signet[c]["requests_per_second"] / bao[c]["requests_per_second"]
+    p99 = signet[c]["p99_us"] / max(bao[c]["p99_us"], 1)
+    goals.append((f"signet ≥ 2× OpenBao req/s at c={c}", f"{ratio:.2f}×", ratio >= 2))
+    goals.append((f"signet p99 ≤ ½ OpenBao's at c={c}", f"{p99:.2f}×", p99 <= 0.5))
+extra = signet[1]["p50_us"] - raw_es[1]["p50_us"]
+goals.append(("signet p50 at c=1 ≤ raw C_Sign p50 + 170 µs", f"+{extra} µs", extra <= 170))
+share = batch["operations_per_second"] / raw_es[2]["operations_per_second"]
+goals.append(("batch ≥ 80 % of raw SoftHSM on 2 threads", f"{share:.0%}", share >= 0.8))
+goals.append(("daemon peak RSS < 50 MB", f"{rss_mb:.0f} MB", rss_mb < 50))
+print("| goal | measured | met |")
+print("|---|---:|---|")
+for goal, measured, met in goals:
+    print(f"| {goal} | {measured} | {'yes' if met else '**no**'} |")
