@@ -55,8 +55,8 @@ PY
 bench_hash() {
   local python signet dir files bytes
   python=$(scripts/pyenv.sh)
-  echo "== building signet (release)" >&2
-  cargo build --release --locked --quiet
+  echo "== building signet (release, PKCS#11 only: hashing needs no cloud backend)" >&2
+  cargo build --release --locked --quiet --no-default-features
   signet=target/release/signet
   dir=target/bench-hash
   mkdir -p "$dir/model"
@@ -183,10 +183,10 @@ bench_sign() {
   local server=http://127.0.0.1:$port
   for c in 1 8 64; do
     echo "{\"target\":\"signet\",\"report\":$("$signet" bench signet --server $server \
-      --token-file "$work/token" --sessions 64 -c $c -d "$duration" --json)}" >> "$results"
+      --token-file "$work/token" --sessions 256 -c $c -d "$duration" --json)}" >> "$results"
   done
   echo "{\"target\":\"signet-batch100\",\"report\":$("$signet" bench signet --server $server \
-    --token-file "$work/token" --sessions 8 --batch 100 -c 4 -d "$duration" --json)}" >> "$results"
+    --token-file "$work/token" --sessions 256 --batch 100 -c 4 -d "$duration" --json)}" >> "$results"
   local rss_kb
   rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$dev_pid/status)
   kill $dev_pid; wait $dev_pid 2>/dev/null || true

@@ -58,7 +58,8 @@ pub struct SignetArgs {
     /// OIDC ID token file (default: SIGNET_ID_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// Sessions opened before the run; workers share them round-robin.
+    /// Sessions opened before the run; requests use them round-robin (each has the policy's
+    /// quota, so sessions × quota bounds the signatures of a run).
     #[arg(long, default_value_t = 64)]
     sessions: usize,
     /// Digests per request.
@@ -191,6 +192,8 @@ async fn bench_signet(args: SignetArgs) -> Result<Report, Failure> {
         sessions.push(token.to_string());
     }
     let sessions = Arc::new(sessions);
+    // Requests go round-robin over the sessions, so each session's quota is spent evenly.
+    let next_session = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let pool = digests(4096);
     let (url, key, batch) = (
         format!("{base}/v1/sign"),
@@ -203,7 +206,8 @@ async fn bench_signet(args: SignetArgs) -> Result<Report, Failure> {
         batch as u64,
         move |worker| {
             let (http, url, key) = (http.clone(), url.clone(), key.clone());
-            let session = sessions[worker % sessions.len()].clone();
+            let turn = next_session.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let session = sessions[(worker + turn) % sessions.len()].clone();
             let start = rand::random::<usize>() % pool.len();
             let chosen: Vec<String> = (0..batch)
                 .map(|i| format!("sha256:{}", pool[(start + i) % pool.len()]))
