@@ -130,7 +130,7 @@ wait_for() { # URL [seconds]
 bench_sign() {
   local duration=${BENCH_DURATION:-5s} signet work module=/usr/lib/softhsm/libsofthsm2.so
   scripts/install-deps.sh
-  scripts/install-backends.sh
+  scripts/install-backends.sh openbao
   echo "== building signet (release, PKCS#11 only: what this benchmark runs)" >&2
   cargo build --release --locked --quiet --no-default-features
   signet=$PWD/target/release/signet

