@@ -228,6 +228,12 @@ In another terminal, sign a file and verify the signature with OpenSSL:
   #    and the whole log checked (the state file remembers it for the next check)
   {signet} log prove --server {server} --index "$(python3 -c 'import json; print(json.load(open("sign.json"))["signatures"][0]["log_index"])')"
   {signet} log verify --server {server} --state log-state.json --full
+  # 6. what CI and deployment run: sign a model directory, then verify it (files, signatures,
+  #    log inclusion, and who signed it)
+  mkdir -p my-model && echo 'weights' > my-model/model.safetensors && echo '{{}}' > my-model/config.json
+  curl -sf -X POST {issuer}/token > id-token
+  {signet} sign my-model --server {server} --key model-signing --token-file id-token
+  {signet} verify my-model --jwks {server}/.well-known/jwks.json --identity repository=dev/models
 
 Stop with Ctrl-C."#,
         dir = dir.display()

@@ -70,6 +70,7 @@ fn the_printed_walkthrough_signs_and_openssl_verifies() {
         "{stdout}\n{stderr}"
     );
     assert!(stdout.contains("log verified"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("verified: 2 files"), "{stdout}\n{stderr}");
     let _ = child.kill();
     let _ = child.wait();
 
