@@ -152,6 +152,16 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// A server error as an exit code: unreachable or unreadable is I/O (2), a refusal or a bad
+/// answer is 1.
+pub fn client_failure(error: crate::client::ClientError) -> Failure {
+    if error.is_io() {
+        Failure::usage(error)
+    } else {
+        Failure::refused(error)
+    }
+}
+
 /// A multi-threaded tokio runtime for a command.
 pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()

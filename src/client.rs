@@ -81,6 +81,24 @@ impl ClientError {
 const RETRIES: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
+/// `GET /v1/log/entries/{index}` (and each item of `/v1/log/entries`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LogEntry {
+    /// Position in the log.
+    pub index: u64,
+    /// The leaf bytes, base64.
+    pub leaf_input: String,
+    /// The leaf hash, base64.
+    pub leaf_hash: String,
+}
+
+/// An inclusion or consistency proof's hashes, base64.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LogProof {
+    /// The proof's hashes.
+    pub hashes: Vec<String>,
+}
+
 /// A client for one server.
 #[derive(Debug, Clone)]
 pub struct Client {

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::jwks::JwkSet;
 use crate::log::checkpoint::{Checkpoint, CheckpointError, verify_checkpoint};
-use crate::log::merkle::{self, Hash};
+use crate::log::merkle;
 
 /// The receipt format's version.
 pub const RECEIPT_VERSION: u32 = 1;
@@ -91,14 +91,9 @@ impl LoggedSignature {
         let leaf = STANDARD
             .decode(&self.leaf_input)
             .map_err(|_| ReceiptError::Malformed("leaf_input is not base64".into()))?;
-        let proof: Vec<Hash> = self
-            .inclusion_proof
-            .iter()
-            .map(|h| STANDARD.decode(h).ok().and_then(|b| b.try_into().ok()))
-            .collect::<Option<_>>()
-            .ok_or_else(|| {
-                ReceiptError::Malformed("an inclusion proof hash is not base64 of 32 bytes".into())
-            })?;
+        let proof = merkle::decode_hashes(&self.inclusion_proof).ok_or_else(|| {
+            ReceiptError::Malformed("an inclusion proof hash is not base64 of 32 bytes".into())
+        })?;
         merkle::verify_inclusion(
             self.log_index,
             checkpoint.size,

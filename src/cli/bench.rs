@@ -169,6 +169,21 @@ fn http_client(concurrency: usize) -> Result<reqwest::Client, Failure> {
         .map_err(Failure::usage)
 }
 
+/// Sends one request and reads the whole answer; an error names the status and body.
+async fn answered(request: reqwest::RequestBuilder) -> Result<(), String> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body)))
+    }
+}
+
 async fn bench_signet(args: SignetArgs) -> Result<Report, Failure> {
     let source = TokenSource::detect(args.token_file.clone(), "signet").map_err(Failure::usage)?;
     let id_token = source.token().await.map_err(Failure::usage)?;
@@ -218,23 +233,7 @@ async fn bench_signet(args: SignetArgs) -> Result<Report, Failure> {
                 } else {
                     json!({"key": key, "digests": chosen})
                 };
-                let response = http
-                    .post(url)
-                    .bearer_auth(session)
-                    .json(&body)
-                    .send()
-                    .await
-                    .map_err(|e| e.without_url().to_string())?;
-                let status = response.status();
-                let bytes = response.bytes().await.map_err(|e| e.to_string())?;
-                if status.is_success() {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "HTTP {status}: {}",
-                        String::from_utf8_lossy(&bytes)
-                    ))
-                }
+                answered(http.post(url).bearer_auth(session).json(&body)).await
             }
         },
     )
@@ -262,23 +261,7 @@ async fn bench_vault(args: VaultArgs) -> Result<Report, Failure> {
                 "prehashed": true,
                 "marshaling_algorithm": "asn1",
             });
-            let response = http
-                .post(url)
-                .header("X-Vault-Token", token)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| e.without_url().to_string())?;
-            let status = response.status();
-            let bytes = response.bytes().await.map_err(|e| e.to_string())?;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "HTTP {status}: {}",
-                    String::from_utf8_lossy(&bytes)
-                ))
-            }
+            answered(http.post(url).header("X-Vault-Token", token).json(&body)).await
         }
     })
     .await;

@@ -8,8 +8,7 @@ use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::sign::client_failure;
-use super::{Failure, runtime};
+use super::{Failure, client_failure, runtime};
 use crate::client::Client;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;

@@ -9,8 +9,8 @@ use base64::engine::general_purpose::STANDARD;
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 
-use super::{Failure, runtime};
-use crate::client::{Client, ClientError, load_jwks};
+use super::{Failure, client_failure, runtime};
+use crate::client::{Client, LogEntry, LogProof, load_jwks};
 use crate::jwks::JwkSet;
 use crate::log::checkpoint::{Checkpoint, verify_checkpoint};
 use crate::log::merkle::{self, Hash, RootBuilder};
@@ -86,14 +86,6 @@ pub fn run(command: LogCommand) -> Result<(), Failure> {
     })
 }
 
-fn client_failure(error: ClientError) -> Failure {
-    if error.is_io() {
-        Failure::usage(error)
-    } else {
-        Failure::refused(error)
-    }
-}
-
 async fn fetch_checkpoint(
     args: &LogArgs,
     origin: Option<&str>,
@@ -113,29 +105,9 @@ async fn fetch_checkpoint(
     Ok((note, checkpoint, client))
 }
 
-#[derive(Deserialize)]
-struct Proof {
-    hashes: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    index: u64,
-    leaf_input: String,
-    leaf_hash: String,
-}
-
 fn decode_hashes(hashes: &[String]) -> Result<Vec<Hash>, Failure> {
-    hashes
-        .iter()
-        .map(|h| {
-            STANDARD
-                .decode(h)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| Failure::refused(anyhow!("a proof hash is not base64 of 32 bytes")))
-        })
-        .collect()
+    merkle::decode_hashes(hashes)
+        .ok_or_else(|| Failure::refused(anyhow!("a proof hash is not base64 of 32 bytes")))
 }
 
 async fn verify(args: &LogArgs, state_path: Option<&Path>, full: bool) -> Result<(), Failure> {
@@ -167,7 +139,7 @@ async fn verify(args: &LogArgs, state_path: Option<&Path>, full: bool) -> Result
             )));
         }
         if old.size > 0 {
-            let proof: Proof = client
+            let proof: LogProof = client
                 .get_json(&format!(
                     "/v1/log/proof/consistency?from={}&to={size}",
                     old.size
@@ -195,7 +167,7 @@ async fn verify(args: &LogArgs, state_path: Option<&Path>, full: bool) -> Result
         let mut start = 0;
         while start < size {
             let end = (start + 1000).min(size);
-            let entries: Vec<Entry> = client
+            let entries: Vec<LogEntry> = client
                 .get_json(&format!("/v1/log/entries?start={start}&end={end}"))
                 .await
                 .map_err(|e| Failure::refused(anyhow!("entries {start}..{end}: {e}")))?;
@@ -226,7 +198,7 @@ async fn verify(args: &LogArgs, state_path: Option<&Path>, full: bool) -> Result
         if builder.root() != checkpoint.root {
             // Name the first entry that the signed root does not vouch for.
             for (index, hash) in leaf_hashes.iter().enumerate() {
-                let proof: Result<Proof, _> = client
+                let proof: Result<LogProof, _> = client
                     .get_json(&format!(
                         "/v1/log/proof/inclusion?index={index}&tree_size={size}"
                     ))
@@ -304,7 +276,7 @@ async fn prove(args: &LogArgs, index: u64, wait: Duration) -> Result<(), Failure
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let size = checkpoint.size;
-    let entry: Entry = client
+    let entry: LogEntry = client
         .get_json(&format!("/v1/log/entries/{index}"))
         .await
         .map_err(|e| Failure::refused(anyhow!("entry {index}: {e}")))?;
@@ -312,7 +284,7 @@ async fn prove(args: &LogArgs, index: u64, wait: Duration) -> Result<(), Failure
         .decode(&entry.leaf_input)
         .map_err(|_| Failure::refused(anyhow!("entry {index}: leaf_input is not base64")))?;
     let hash = merkle::leaf_hash(&leaf);
-    let proof: Proof = client
+    let proof: LogProof = client
         .get_json(&format!(
             "/v1/log/proof/inclusion?index={index}&tree_size={size}"
         ))

@@ -13,10 +13,10 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::manifest::ProvenanceArgs;
-use super::{Failure, runtime};
+use super::{Failure, client_failure, runtime};
 use crate::algorithm::Algorithm;
 use crate::bundle;
-use crate::client::{Client, ClientError};
+use crate::client::{Client, LogEntry, LogProof};
 use crate::id_token::TokenSource;
 use crate::jwks::{JwkSet, spki_from_jwk};
 use crate::log::checkpoint::verify_checkpoint;
@@ -90,25 +90,6 @@ struct SignedDigest {
     digest: String,
     signature: String,
     log_index: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct Entry {
-    leaf_input: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Proof {
-    hashes: Vec<String>,
-}
-
-/// A server error as an exit code: unreachable is I/O (2), a refusal or a bad answer is 1.
-pub fn client_failure(error: ClientError) -> Failure {
-    if error.is_io() {
-        Failure::usage(error)
-    } else {
-        Failure::refused(error)
-    }
 }
 
 /// Runs `signet sign`.
@@ -333,11 +314,11 @@ async fn receipt(
     let mut logged = Vec::new();
     for signed in [manifest_signed, envelope_signed] {
         let index = signed.log_index;
-        let entry: Entry = client
+        let entry: LogEntry = client
             .get_json(&format!("/v1/log/entries/{index}"))
             .await
             .map_err(client_failure)?;
-        let proof: Proof = client
+        let proof: LogProof = client
             .get_json(&format!(
                 "/v1/log/proof/inclusion?index={index}&tree_size={}",
                 checkpoint.size

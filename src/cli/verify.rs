@@ -4,17 +4,14 @@
 use std::path::PathBuf;
 
 use anyhow::anyhow;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use clap::Args;
-use serde::Deserialize;
 
-use super::sign::{client_failure, default_signature_dir};
-use super::{Failure, runtime};
-use crate::client::{Client, load_jwks};
+use super::sign::default_signature_dir;
+use super::{Failure, client_failure, runtime};
+use crate::client::{Client, LogProof, load_jwks};
 use crate::jwks::JwkSet;
 use crate::log::checkpoint::verify_checkpoint;
-use crate::log::merkle::{self, Hash};
+use crate::log::merkle;
 use crate::verify::{Request, Verified, signer_claim, verify_model};
 
 /// `signet verify` options.
@@ -35,11 +32,6 @@ pub struct VerifyArgs {
     /// Also check the receipt against the server's current log (consistency of checkpoints).
     #[arg(long)]
     pub server: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Proof {
-    hashes: Vec<String>,
 }
 
 /// Runs `signet verify`.
@@ -120,18 +112,14 @@ async fn check_against_log(
             old.size
         )));
     }
-    let proof: Proof = client
+    let proof: LogProof = client
         .get_json(&format!(
             "/v1/log/proof/consistency?from={}&to={}",
             old.size, latest.size
         ))
         .await
         .map_err(client_failure)?;
-    let hashes: Vec<Hash> = proof
-        .hashes
-        .iter()
-        .map(|h| STANDARD.decode(h).ok().and_then(|b| b.try_into().ok()))
-        .collect::<Option<_>>()
+    let hashes = merkle::decode_hashes(&proof.hashes)
         .ok_or_else(|| Failure::refused(anyhow!("a consistency proof hash is malformed")))?;
     merkle::verify_consistency(old.size, latest.size, &old.root, &latest.root, &hashes).map_err(
         |e| {

@@ -9,6 +9,20 @@ use sha2::{Digest, Sha256};
 /// A SHA-256 hash.
 pub type Hash = [u8; 32];
 
+/// Hashes as the API and receipts carry them (standard base64 of 32 bytes); `None` if any is not.
+pub fn decode_hashes(encoded: &[String]) -> Option<Vec<Hash>> {
+    use base64::Engine;
+    encoded
+        .iter()
+        .map(|h| {
+            base64::engine::general_purpose::STANDARD
+                .decode(h)
+                .ok()
+                .and_then(|bytes| bytes.try_into().ok())
+        })
+        .collect()
+}
+
 /// `SHA-256(0x00 || leaf)`.
 pub fn leaf_hash(leaf: &[u8]) -> Hash {
     let mut hasher = Sha256::new();

@@ -10,6 +10,8 @@ pub mod localstack;
 pub mod openbao;
 #[cfg(any(feature = "vault", feature = "aws"))]
 pub mod proxy;
+#[cfg(any(feature = "vault", feature = "aws", feature = "gcp"))]
+pub mod server;
 pub mod softhsm;
 
 pub use daemon::{Daemon, DaemonConfig};

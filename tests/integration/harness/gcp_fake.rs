@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::server::RestartableServer;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -18,7 +19,6 @@ use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::pkcs8::EncodePublicKey;
 use rsa::pkcs8::DecodePrivateKey;
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 
 /// The access token the fake metadata server hands out and the fake KMS demands.
 const ACCESS_TOKEN: &str = "ya29.signet-test-token";
@@ -64,7 +64,7 @@ pub struct GcpFake {
     pub url: String,
     pub port: u16,
     shared: Arc<Shared>,
-    server: Option<JoinHandle<()>>,
+    server: RestartableServer,
 }
 
 /// The enum names of the algorithms signet uses, by the numbers the client library sends.
@@ -162,65 +162,37 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 impl GcpFake {
     /// Starts on a free loopback port.
     pub async fn start() -> GcpFake {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let mut fake = GcpFake {
-            url: format!("http://127.0.0.1:{port}"),
-            port,
-            shared: Arc::new(Shared {
-                keys: Mutex::new(HashMap::new()),
-                corruption: AtomicU8::new(Corruption::None as u8),
-                sign_calls: AtomicU64::new(0),
-            }),
-            server: None,
-        };
-        fake.serve(listener);
-        fake
-    }
-
-    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let shared = Arc::new(Shared {
+            keys: Mutex::new(HashMap::new()),
+            corruption: AtomicU8::new(Corruption::None as u8),
+            sign_calls: AtomicU64::new(0),
+        });
         let app = axum::Router::new()
             .fallback(handle)
-            .with_state(self.shared.clone());
-        self.server = Some(tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        }));
+            .with_state(shared.clone());
+        let server = RestartableServer::start(app).await;
+        GcpFake {
+            url: server.url.clone(),
+            port: server.port,
+            shared,
+            server,
+        }
     }
 
     /// Stops listening: connections are refused. The keys are kept.
     pub fn stop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
+        self.server.stop();
     }
 
     /// Listens on the same port again.
     pub async fn restart(&mut self) {
-        self.stop();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
-                Ok(listener) => return self.serve(listener),
-                Err(e) => {
-                    assert!(std::time::Instant::now() < deadline, "rebind: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
+        self.server.restart().await;
     }
 
     pub fn set_corruption(&self, corruption: Corruption) {
         self.shared
             .corruption
             .store(corruption as u8, Ordering::SeqCst);
-    }
-}
-
-impl Drop for GcpFake {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use super::server::RestartableServer;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::Value;
-use tokio::task::JoinHandle;
 
 const PASS: u8 = 0;
 const CORRUPT: u8 = 1;
@@ -21,66 +21,40 @@ struct Shared {
     http: reqwest::Client,
 }
 
-/// The proxy; `url` stays the same across `stop` and `start`.
+/// The proxy; `url` stays the same across `stop` and `restart`.
 pub struct Proxy {
     pub url: String,
-    port: u16,
     shared: Arc<Shared>,
-    server: Option<JoinHandle<()>>,
+    server: RestartableServer,
 }
 
 impl Proxy {
     /// Starts a proxy to `upstream` (e.g. `http://127.0.0.1:8200`) on a free port.
     pub async fn start(upstream: &str) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind proxy");
-        let port = listener.local_addr().expect("addr").port();
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_string(),
             mode: AtomicU8::new(PASS),
             http: reqwest::Client::new(),
         });
-        let mut proxy = Proxy {
-            url: format!("http://127.0.0.1:{port}"),
-            port,
-            shared,
-            server: None,
-        };
-        proxy.serve(listener);
-        proxy
-    }
-
-    fn serve(&mut self, listener: tokio::net::TcpListener) {
         let app = axum::Router::new()
             .fallback(forward)
-            .with_state(self.shared.clone());
-        self.server = Some(tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        }));
+            .with_state(shared.clone());
+        let server = RestartableServer::start(app).await;
+        Proxy {
+            url: server.url.clone(),
+            shared,
+            server,
+        }
     }
 
     /// Closes the port: new connections are refused, as when the backend is down.
     pub fn stop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
+        self.server.stop();
     }
 
     /// Listens on the same port again.
     pub async fn restart(&mut self) {
-        self.stop();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
-                Ok(listener) => return self.serve(listener),
-                Err(e) if std::time::Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("cannot listen on port {} again: {e}", self.port),
-            }
-        }
+        self.server.restart().await;
     }
 
     /// Answers keep their shape, but every signature in them has one character changed.
@@ -95,12 +69,6 @@ impl Proxy {
         self.shared
             .mode
             .store(if on { HANG } else { PASS }, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
