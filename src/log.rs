@@ -408,5 +408,6 @@ fn write_loop(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<AppendRequestH
                 }
             }
         }
+        store.after_append_blocking();
     }
 }

@@ -280,6 +280,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// and a thread of its own spares the async workers and the hand-offs between them.
     fn append_log_blocking(&self, batch: Vec<LogAppend>) -> Result<Vec<AppendOutcome>, StoreError>;
 
+    /// Housekeeping the log writer runs after answering a commit's callers, so that none of
+    /// them waits for it (SQLite: bounding the WAL).
+    fn after_append_blocking(&self) {}
+
     /// The number of leaves in the log.
     async fn log_size(&self) -> Result<u64, StoreError>;
 
