@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use super::extract::{Bearer, JsonBody};
 use super::{Audit, MAX_BATCH};
-use crate::algorithm::Digest;
+use crate::algorithm::{Algorithm, Digest};
 use crate::app::AppState;
+use crate::keys::ActiveVersion;
 use crate::log::event::LogEvent;
 use crate::session;
 use crate::store::{AppendOutcome, QuotaCharge, QuotaOutcome};
@@ -146,6 +147,18 @@ pub async fn sign(
         }
         Err(e) => return Err(e.into()),
     };
+    #[cfg(feature = "bench-unlogged")]
+    if let Some(mode) = unlogged::mode() {
+        let first_index = unlogged::charge(&state, mode, &cached, &token_hash, count, now).await?;
+        return Ok(respond(
+            &request.key,
+            &active,
+            algorithm,
+            &digests,
+            signatures,
+            first_index,
+        ));
+    }
     let events: Vec<LogEvent> = digests
         .iter()
         .zip(&signatures)
@@ -198,12 +211,30 @@ pub async fn sign(
         }
     };
     audit.record(|a| a.signatures = Some(signatures.len()));
+    Ok(respond(
+        &request.key,
+        &active,
+        algorithm,
+        &digests,
+        signatures,
+        first_index,
+    ))
+}
+
+fn respond(
+    key: &str,
+    active: &ActiveVersion,
+    algorithm: Algorithm,
+    digests: &[Digest],
+    signatures: Vec<Vec<u8>>,
+    first_index: u64,
+) -> Json<SignResponse> {
     let signatures = digests
         .iter()
         .zip(signatures)
         .enumerate()
         .map(|(i, (digest, signature))| SignatureOut {
-            key: request.key.clone(),
+            key: key.to_string(),
             key_version: active.version,
             key_id: active.key_id.clone(),
             algorithm: algorithm.as_str(),
@@ -212,5 +243,58 @@ pub async fn sign(
             log_index: first_index + i as u64,
         })
         .collect();
-    Ok(Json(SignResponse { signatures }))
+    Json(SignResponse { signatures })
+}
+
+/// Benchmark builds only: signing without the log, to measure what the log costs.
+#[cfg(feature = "bench-unlogged")]
+pub(crate) mod unlogged {
+    use super::*;
+    use crate::session::CachedSession;
+
+    /// What replaces the log append.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Mode {
+        /// The quota is charged in the store's group commit (durable), with no log entry.
+        Quota,
+        /// The quota is charged in memory only: no store write at all.
+        Memory,
+    }
+
+    /// `SIGNET_BENCH_UNLOGGED=quota|memory`, read once.
+    pub fn mode() -> Option<Mode> {
+        static MODE: std::sync::OnceLock<Option<Mode>> = std::sync::OnceLock::new();
+        *MODE.get_or_init(|| match std::env::var("SIGNET_BENCH_UNLOGGED").as_deref() {
+            Ok("quota") => Some(Mode::Quota),
+            Ok("memory") => Some(Mode::Memory),
+            _ => None,
+        })
+    }
+
+    pub async fn charge(
+        state: &AppState,
+        mode: Mode,
+        cached: &CachedSession,
+        token_hash: &str,
+        count: u64,
+        now: i64,
+    ) -> Result<u64, ApiError> {
+        match mode {
+            Mode::Memory => {
+                cached.used.fetch_add(count, Ordering::Relaxed);
+                Ok(0)
+            }
+            Mode::Quota => {
+                let charge = QuotaCharge {
+                    token_hash: token_hash.to_string(),
+                    count,
+                    now,
+                };
+                match state.log.append_charged(charge, &[]).await? {
+                    AppendOutcome::Appended { .. } => Ok(0),
+                    _ => Err(ApiError::QuotaExceeded { remaining: 0 }),
+                }
+            }
+        }
+    }
 }

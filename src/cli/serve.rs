@@ -51,6 +51,13 @@ pub async fn serve_started(
     // Scripts and tests read this line to learn the port when listening on port 0.
     println!("signet listening on http://{address}");
     tracing::info!(%address, "listening");
+    #[cfg(feature = "bench-unlogged")]
+    if let Some(mode) = crate::api::sign::unlogged::mode() {
+        tracing::warn!(
+            ?mode,
+            "SIGNET_BENCH_UNLOGGED is set: signatures are NOT logged (benchmark build only)"
+        );
+    }
     let grace = state.config.server.shutdown_timeout.get();
     spawn_session_purger(state.clone());
     spawn_key_maintenance(state.clone());
