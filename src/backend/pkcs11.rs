@@ -39,7 +39,12 @@ pub struct Pkcs11Backend {
     /// One permit per pooled session: callers wait here, not on a thread.
     permits: Arc<Semaphore>,
     timeout: Duration,
+    /// Sessions one batch is spread over: the cores, so a lone batch keeps them all busy.
+    batch_parallelism: usize,
 }
+
+/// Fewest digests worth a session of their own in a batch.
+const MIN_DIGESTS_PER_SESSION: usize = 8;
 
 impl std::fmt::Debug for Pkcs11Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -120,6 +125,9 @@ impl Pkcs11Backend {
             token: Arc::new(token),
             permits: Arc::new(Semaphore::new(pool_size)),
             timeout: config.timeout.get(),
+            batch_parallelism: std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(pool_size),
         };
         // Open and log in the first session now, so a wrong PIN stops start-up.
         backend.with_session(|_, _| Ok(())).await?;
@@ -149,6 +157,37 @@ impl Pkcs11Backend {
             }),
             Ok(Err(join)) => Err(self.unavailable(format!("worker failed: {join}"))),
             Ok(Ok(result)) => result,
+        }
+    }
+
+    /// Signs `digests` in order on one pooled session.
+    async fn sign_on_one_session(
+        &self,
+        reference: &str,
+        algorithm: Algorithm,
+        digests: Vec<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>, BackendError> {
+        let label = reference.to_string();
+        let raw = self
+            .with_session(move |token, session| {
+                let key = token.private_key(session, &label)?;
+                let mechanism = mechanism(algorithm);
+                digests
+                    .iter()
+                    .map(|digest| session.sign(&mechanism, key, &signing_input(algorithm, digest)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        match algorithm {
+            Algorithm::ES256 | Algorithm::ES384 => raw
+                .iter()
+                .map(|r| ecdsa_raw_to_der(algorithm, r))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|reason| BackendError::Malformed {
+                    backend: self.name.clone(),
+                    reason,
+                }),
+            Algorithm::PS256 | Algorithm::RS256 => Ok(raw),
         }
     }
 
@@ -558,34 +597,29 @@ impl SigningBackend for Pkcs11Backend {
         })
     }
 
+    /// A batch is split over several sessions, signed in parallel: a token signs on one
+    /// session at a time, so 100 digests on one session would keep one core busy for the
+    /// whole batch.
     async fn sign(
         &self,
         reference: &str,
         algorithm: Algorithm,
         digests: Vec<Vec<u8>>,
     ) -> Result<Vec<Vec<u8>>, BackendError> {
-        let label = reference.to_string();
-        let raw = self
-            .with_session(move |token, session| {
-                let key = token.private_key(session, &label)?;
-                let mechanism = mechanism(algorithm);
-                digests
-                    .iter()
-                    .map(|digest| session.sign(&mechanism, key, &signing_input(algorithm, digest)))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
-        match algorithm {
-            Algorithm::ES256 | Algorithm::ES384 => raw
-                .iter()
-                .map(|r| ecdsa_raw_to_der(algorithm, r))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|reason| BackendError::Malformed {
-                    backend: self.name.clone(),
-                    reason,
-                }),
-            Algorithm::PS256 | Algorithm::RS256 => Ok(raw),
+        let per_session = digests
+            .len()
+            .div_ceil(self.batch_parallelism)
+            .max(MIN_DIGESTS_PER_SESSION);
+        if digests.len() <= per_session {
+            return self
+                .sign_on_one_session(reference, algorithm, digests)
+                .await;
         }
+        let chunks = digests
+            .chunks(per_session)
+            .map(|chunk| self.sign_on_one_session(reference, algorithm, chunk.to_vec()));
+        let signed = futures_util::future::try_join_all(chunks).await?;
+        Ok(signed.into_iter().flatten().collect())
     }
 
     async fn health(&self) -> Result<(), BackendError> {
