@@ -86,6 +86,41 @@ pub struct ManagedKey {
     pub gate: tokio::sync::RwLock<()>,
     /// One rotation or retirement of this key at a time in this process.
     changing: tokio::sync::Mutex<()>,
+    /// When scheduled work on this key may next be tried after failures.
+    scheduled_backoff: std::sync::Mutex<Backoff>,
+}
+
+/// Back-off for scheduled work that keeps failing: each failure may leave a log entry (a
+/// rolled-back rotation) and a key in the backend, so it is not retried every second.
+#[derive(Debug, Default)]
+struct Backoff {
+    next_attempt: i64,
+    failures: u32,
+}
+
+/// First pause after a failed scheduled rotation or retirement; it doubles up to the maximum.
+const SCHEDULED_RETRY_FIRST_SECONDS: i64 = 60;
+const SCHEDULED_RETRY_MAX_SECONDS: i64 = 3600;
+/// A pending version older than this is left over (its request cut off, or the store down
+/// while cleaning up), not a rotation in progress: longer than any backend deadline.
+const STALE_PENDING_SECONDS: i64 = 600;
+
+impl Backoff {
+    fn due(&self, now: i64) -> bool {
+        now >= self.next_attempt
+    }
+
+    fn record(&mut self, succeeded: bool, now: i64) {
+        if succeeded {
+            *self = Backoff::default();
+            return;
+        }
+        let pause = SCHEDULED_RETRY_FIRST_SECONDS
+            .saturating_mul(1 << self.failures.min(6))
+            .min(SCHEDULED_RETRY_MAX_SECONDS);
+        self.failures = self.failures.saturating_add(1);
+        self.next_attempt = now.saturating_add(pause);
+    }
 }
 
 impl ManagedKey {
@@ -207,6 +242,7 @@ impl KeyRing {
                     versions: RwLock::new(versions),
                     gate: tokio::sync::RwLock::new(()),
                     changing: tokio::sync::Mutex::new(()),
+                    scheduled_backoff: std::sync::Mutex::new(Backoff::default()),
                 }),
             );
         }
@@ -216,18 +252,20 @@ impl KeyRing {
         };
         let context = KeyContext { store, log, clock };
         for key in ring.keys.values() {
-            ring.recover_interrupted_rotation(key, &context).await?;
+            ring.recover_interrupted_rotation(key, &context, "at start-up")
+                .await?;
         }
         ring.republish()?;
         Ok(ring)
     }
 
-    /// A rotation a crash interrupted is finished when its backend key was recorded, and undone
-    /// otherwise; the log says which.
+    /// A rotation a crash (or a failure) interrupted is finished when its backend key was
+    /// recorded, and undone otherwise; the log says which, and `when`.
     async fn recover_interrupted_rotation(
         &self,
         key: &ManagedKey,
         context: &KeyContext<'_>,
+        when: &str,
     ) -> Result<(), KeyError> {
         let versions = context.store.key_versions(&key.config.name).await?;
         for pending in versions.iter().filter(|v| v.state == KeyState::Pending) {
@@ -236,7 +274,7 @@ impl KeyRing {
                 self.abandon(
                     key,
                     pending.version,
-                    "interrupted before its backend key was recorded; rolled back at start-up",
+                    &format!("interrupted before its backend key was recorded; rolled back {when}"),
                     context,
                 )
                 .await?;
@@ -254,7 +292,7 @@ impl KeyRing {
                     &record,
                     previous.as_ref(),
                     &Actor::Scheduler,
-                    "interrupted after its backend key was made; completed at start-up",
+                    &format!("interrupted after its backend key was made; completed {when}"),
                     context,
                 )
                 .await?;
@@ -325,6 +363,35 @@ impl KeyRing {
                 StoreError::Conflict(reason) => conflict(reason),
                 other => other.into(),
             })?;
+        let outcome = self
+            .make_and_activate(key, pending, &current, actor, reason, context)
+            .await;
+        if outcome.is_err() {
+            // Leave no pending version behind (it would block every later rotation): finish or
+            // undo it now, as a restart would. If that fails too, the scheduler retries.
+            if let Err(e) = self
+                .recover_interrupted_rotation(key, context, "after the rotation failed")
+                .await
+            {
+                tracing::warn!(key = %name, error = %e, "could not clean up a failed rotation; will retry");
+            }
+        }
+        outcome
+    }
+
+    /// The rest of a rotation once its version number is taken: the backend key, then the
+    /// activation with its log entry.
+    async fn make_and_activate(
+        &self,
+        key: &ManagedKey,
+        pending: KeyVersionRecord,
+        current: &KeyVersionRecord,
+        actor: &Actor,
+        reason: &str,
+        context: &KeyContext<'_>,
+    ) -> Result<KeyVersionRecord, KeyError> {
+        let name = &key.config.name;
+        let number = pending.version;
         let made = match key
             .backend
             .create_version(&key.spec(), &current.backend_ref, number)
@@ -362,7 +429,7 @@ impl KeyRing {
             state: KeyState::Active,
             ..pending
         };
-        self.activate(key, &record, Some(&current), actor, reason, context)
+        self.activate(key, &record, Some(current), actor, reason, context)
             .await?;
         tracing::info!(key = %name, version = number, kid = %record.key_id, "rotated");
         Ok(self
@@ -494,41 +561,68 @@ impl KeyRing {
     pub async fn run_due(&self, context: &KeyContext<'_>) {
         let now = context.clock.now_unix();
         for key in self.keys.values() {
-            let name = &key.config.name;
-            if let (Some(period), Some(active)) =
-                (key.config.rotation_period.as_ref(), key.active_record())
-            {
-                let period = i64::try_from(period.get().as_secs()).unwrap_or(i64::MAX);
-                if active.created_at.saturating_add(period) <= now
-                    && let Err(e) = self
-                        .rotate(
-                            name,
-                            &Actor::Scheduler,
-                            "scheduled: rotation_period elapsed",
-                            context,
-                        )
-                        .await
-                {
-                    tracing::warn!(key = %name, error = %e, "scheduled rotation failed; will retry");
-                }
+            let due = key.scheduled_backoff.lock().is_ok_and(|b| b.due(now));
+            if !due {
+                continue;
             }
-            for version in key.versions() {
-                if version.state == KeyState::VerifyOnly
-                    && version.retire_at.is_some_and(|at| at <= now)
-                    && let Err(e) = self
-                        .retire(
-                            name,
-                            version.version,
-                            &Actor::Scheduler,
-                            "grace period over",
-                            context,
-                        )
-                        .await
-                {
-                    tracing::warn!(key = %name, version = version.version, error = %e, "scheduled retirement failed; will retry");
-                }
+            let succeeded = self.run_due_for(key, now, context).await;
+            if let Ok(mut backoff) = key.scheduled_backoff.lock() {
+                backoff.record(succeeded, now);
             }
         }
+    }
+
+    /// Scheduled work on one key; false when some of it failed (and will be retried later).
+    async fn run_due_for(&self, key: &ManagedKey, now: i64, context: &KeyContext<'_>) -> bool {
+        let name = &key.config.name;
+        let mut succeeded = true;
+        let left_pending = key.versions().iter().any(|v| {
+            v.state == KeyState::Pending
+                && v.created_at.saturating_add(STALE_PENDING_SECONDS) <= now
+        });
+        if left_pending && let Ok(_one_at_a_time) = key.changing.try_lock() {
+            let when = "by the scheduler, after it was left pending";
+            if let Err(e) = self.recover_interrupted_rotation(key, context, when).await {
+                tracing::warn!(key = %name, error = %e, "could not finish or undo a rotation left pending; will retry");
+                succeeded = false;
+            }
+        }
+        if let (Some(period), Some(active)) =
+            (key.config.rotation_period.as_ref(), key.active_record())
+        {
+            let period = i64::try_from(period.get().as_secs()).unwrap_or(i64::MAX);
+            if active.created_at.saturating_add(period) <= now
+                && let Err(e) = self
+                    .rotate(
+                        name,
+                        &Actor::Scheduler,
+                        "scheduled: rotation_period elapsed",
+                        context,
+                    )
+                    .await
+            {
+                tracing::warn!(key = %name, error = %e, "scheduled rotation failed; will retry after a pause");
+                succeeded = false;
+            }
+        }
+        for version in key.versions() {
+            if version.state == KeyState::VerifyOnly
+                && version.retire_at.is_some_and(|at| at <= now)
+                && let Err(e) = self
+                    .retire(
+                        name,
+                        version.version,
+                        &Actor::Scheduler,
+                        "grace period over",
+                        context,
+                    )
+                    .await
+            {
+                tracing::warn!(key = %name, version = version.version, error = %e, "scheduled retirement failed; will retry after a pause");
+                succeeded = false;
+            }
+        }
+        succeeded
     }
 
     /// Reloads every key's versions from the store (changes made by `--config` break-glass
@@ -703,4 +797,27 @@ async fn load_versions(
         }
     }
     Ok(versions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduled_work_backs_off_after_failures_and_resets_on_success() {
+        let mut backoff = Backoff::default();
+        assert!(backoff.due(0));
+        backoff.record(false, 1_000);
+        assert!(!backoff.due(1_059));
+        assert!(backoff.due(1_060));
+        backoff.record(false, 1_060);
+        assert_eq!(backoff.next_attempt, 1_060 + 120);
+        for _ in 0..20 {
+            backoff.record(false, 5_000);
+        }
+        assert_eq!(backoff.next_attempt, 5_000 + SCHEDULED_RETRY_MAX_SECONDS);
+        backoff.record(true, 6_000);
+        assert!(backoff.due(6_000));
+        assert_eq!(backoff.failures, 0);
+    }
 }

@@ -271,6 +271,17 @@ impl SessionCache {
         record
     }
 
+    /// Drops sessions that expired by `now`; run on a schedule so the cache follows the live
+    /// sessions instead of waiting until it is full.
+    pub fn drop_expired(&self, now: i64) -> usize {
+        let Ok(mut entries) = self.entries.write() else {
+            return 0;
+        };
+        let before = entries.len();
+        entries.retain(|_, s| s.record.expires_at > now);
+        before - entries.len()
+    }
+
     /// Forgets a session (ended here).
     pub fn remove(&self, token_hash: &str) {
         if let Ok(mut entries) = self.entries.write() {

@@ -18,11 +18,16 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 /// `GET /readyz`: 200 when the store and every backend in use answer, else 503 naming them.
+/// The endpoint is unauthenticated, so the answer names components only; why one failed
+/// (which can name an account, a role or an address) goes to the daemon's log.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let mut failing = Vec::new();
     match tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => failing.push(json!({"component": "store", "error": e.to_string()})),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: the store is failing");
+            failing.push(json!({"component": "store", "error": "unavailable"}))
+        }
         Err(_) => failing.push(json!({"component": "store", "error": "timed out"})),
     }
     let mut seen = Vec::new();
@@ -35,8 +40,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         let outcome = tokio::time::timeout(PROBE_TIMEOUT, backend.health()).await;
         let error = match outcome {
             Ok(Ok(())) => continue,
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "timed out".to_string(),
+            Ok(Err(e)) => {
+                tracing::warn!(backend = %backend.name(), error = %e, "readiness: a backend is failing");
+                "unavailable"
+            }
+            Err(_) => "timed out",
         };
         failing.push(json!({"component": format!("backend:{}", backend.name()), "error": error}));
     }

@@ -139,6 +139,15 @@ fn context(state: &AppState) -> KeyContext<'_> {
     }
 }
 
+/// Runs a key change to its end even if the request that asked for it is dropped.
+async fn detached<T: Send + 'static>(
+    change: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(change)
+        .await
+        .map_err(|e| ApiError::Internal(format!("the key change stopped: {e}")))
+}
+
 /// Rotates a key: a new version inside the backend becomes active; the old one verify-only.
 pub async fn rotate(
     State(state): State<AppState>,
@@ -149,10 +158,17 @@ pub async fn rotate(
 ) -> Result<Json<KeyChanged>, ApiError> {
     let actor = admin_for(&state, &audit, id_token.expose(), &name).await?;
     let reason = request.reason.unwrap_or_else(|| "manual rotation".into());
-    let version = state
-        .keys
-        .rotate(&name, &actor, &reason, &context(&state))
-        .await?;
+    // On a task of its own: a request cut off by its timeout or a closed connection must not
+    // stop a key change half way.
+    let task_state = state.clone();
+    let task_name = name.clone();
+    let version = detached(async move {
+        task_state
+            .keys
+            .rotate(&task_name, &actor, &reason, &context(&task_state))
+            .await
+    })
+    .await??;
     Ok(Json(KeyChanged {
         key: name,
         version: (&version).into(),
@@ -174,10 +190,15 @@ pub async fn retire(
     let reason = request
         .reason
         .unwrap_or_else(|| "emergency retirement".into());
-    let retired = state
-        .keys
-        .retire(&name, version, &actor, &reason, &context(&state))
-        .await?;
+    let task_state = state.clone();
+    let task_name = name.clone();
+    let retired = detached(async move {
+        task_state
+            .keys
+            .retire(&task_name, version, &actor, &reason, &context(&task_state))
+            .await
+    })
+    .await??;
     Ok(Json(KeyChanged {
         key: name,
         version: (&retired).into(),

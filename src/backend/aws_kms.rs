@@ -14,6 +14,7 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{
     KeySpec as AwsKeySpec, KeyState, KeyUsageType, MessageType, SigningAlgorithmSpec,
 };
+use futures_util::StreamExt;
 
 use super::{BackendError, BackendKey, KEY_CREATION_TIMEOUT, KeySpec, SigningBackend};
 use crate::algorithm::Algorithm;
@@ -291,7 +292,8 @@ impl SigningBackend for AwsKmsBackend {
         algorithm: Algorithm,
         digests: Vec<Vec<u8>>,
     ) -> Result<Vec<Vec<u8>>, BackendError> {
-        // KMS signs one digest a call: a batch is sent concurrently.
+        // KMS signs one digest a call: a batch is sent concurrently, a bounded number at a time
+        // so that one large batch does not run into KMS's request-rate quota.
         let calls = digests.into_iter().map(|digest| {
             self.client
                 .sign()
@@ -302,7 +304,11 @@ impl SigningBackend for AwsKmsBackend {
                 .send()
         });
         let mut signatures = Vec::new();
-        for outcome in futures_util::future::join_all(calls).await {
+        let outcomes: Vec<_> = futures_util::stream::iter(calls)
+            .buffered(super::CALLS_IN_FLIGHT_PER_BATCH)
+            .collect()
+            .await;
+        for outcome in outcomes {
             let output = outcome.map_err(|e| self.error(reference, e))?;
             let signature = output.signature.ok_or_else(|| BackendError::Malformed {
                 backend: self.name.clone(),

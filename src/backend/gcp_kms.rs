@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use google_cloud_auth::credentials::service_account;
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_gax::paginator::ItemPaginator as _;
@@ -362,22 +363,32 @@ impl SigningBackend for GcpKmsBackend {
         algorithm: Algorithm,
         digests: Vec<Vec<u8>>,
     ) -> Result<Vec<Vec<u8>>, BackendError> {
-        // One digest a call: a batch is sent concurrently.
-        let calls = digests.iter().map(|digest| {
-            let payload = if algorithm == Algorithm::ES384 {
-                Digest::new().set_sha384(digest.clone())
-            } else {
-                Digest::new().set_sha256(digest.clone())
-            };
-            self.client
-                .asymmetric_sign()
-                .set_name(reference)
-                .set_digest(payload)
-                .set_digest_crc32c(crc32c(digest))
-                .send()
-        });
+        // One digest a call: a batch is sent concurrently, a bounded number at a time so that
+        // one large batch does not run into Cloud KMS's request-rate quota.
+        // The calls are built up front (owning their digests) so the stream borrows nothing
+        // from the iteration.
+        let calls: Vec<_> = digests
+            .iter()
+            .map(|digest| {
+                let payload = if algorithm == Algorithm::ES384 {
+                    Digest::new().set_sha384(digest.clone())
+                } else {
+                    Digest::new().set_sha256(digest.clone())
+                };
+                self.client
+                    .asymmetric_sign()
+                    .set_name(reference)
+                    .set_digest(payload)
+                    .set_digest_crc32c(crc32c(digest))
+            })
+            .collect();
+        let calls = calls.into_iter().map(|call| call.send());
         let mut signatures = Vec::with_capacity(digests.len());
-        for answer in futures_util::future::join_all(calls).await {
+        let answers: Vec<_> = futures_util::stream::iter(calls)
+            .buffered(super::CALLS_IN_FLIGHT_PER_BATCH)
+            .collect()
+            .await;
+        for answer in answers {
             let answer = answer.map_err(|e| self.error(reference, e))?;
             if !answer.verified_digest_crc32c {
                 return Err(self.malformed(

@@ -159,6 +159,7 @@ fn spawn_session_purger(state: AppState) {
         let mut interval = tokio::time::interval(PURGE_INTERVAL);
         loop {
             interval.tick().await;
+            state.sessions.drop_expired(state.clock.now_unix());
             let before = state.clock.now_unix() - PURGE_AFTER_SECONDS;
             match state.store.purge_sessions(before).await {
                 Ok(0) => {}

@@ -564,3 +564,54 @@ async fn break_glass_rotation_with_the_config_is_picked_up_by_the_daemon() {
         .expect("logged");
     assert_eq!(rotated["actor"], "break-glass");
 }
+
+/// A rotation left pending (its request cut off, the store down while cleaning up) must not
+/// block rotations until a restart: the scheduler rolls it back once it is clearly stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_left_pending_is_rolled_back_by_the_scheduler() {
+    let h = Harness::start_with(|c| with_rotation(c, "1h")).await;
+    let stale = time::OffsetDateTime::now_utc().unix_timestamp() - 3600;
+    {
+        // What a rotation cut off before its backend key was recorded leaves in the store.
+        let db = rusqlite::Connection::open(h.hsm.dir.path().join("signet.db")).expect("db");
+        db.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
+        db.execute(
+            "INSERT INTO key_versions (key, version, key_id, backend, backend_ref, algorithm, \
+             public_key_spki, state, created_at) \
+             SELECT key, 2, '', backend, '', algorithm, x'', 'pending', ?1 \
+             FROM key_versions WHERE key = 'model-signing' AND version = 1",
+            [stale],
+        )
+        .expect("pending row");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rolled_back = log_events(&h)
+            .await
+            .into_iter()
+            .find(|e| e["kind"] == "key_rotation_rolled_back");
+        if let Some(event) = rolled_back {
+            assert!(
+                event["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("by the scheduler")),
+                "{event}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pending version was never cleaned up:\n{}",
+            h.daemon.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Rotations work again, without a restart, and take the freed version number.
+    let response = rotate(&h, "model-signing", &admin_token(&h)).await;
+    assert_eq!(response.status().as_u16(), 200, "{}", h.daemon.logs());
+    assert_eq!(
+        versions(&h.get_json("/v1/keys").await, "model-signing"),
+        [(1, "verify-only".to_string()), (2, "active".to_string())]
+    );
+}

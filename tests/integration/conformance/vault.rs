@@ -100,7 +100,8 @@ async fn vault_expired_token_is_a_clear_error() {
     assert_eq!(response.status().as_u16(), 503);
     let body: serde_json::Value = response.json().await.expect("JSON");
     assert_eq!(body["code"], "backend_unavailable");
-    // The caller learns which backend; the operator's log and /readyz say why.
+    // The caller learns which backend; the operator's log says why, and /readyz (which anyone
+    // may call) names the backend only.
     let detail = body["detail"].as_str().expect("detail");
     assert!(detail.contains("under_test"), "{detail}");
     assert!(
@@ -111,9 +112,15 @@ async fn vault_expired_token_is_a_clear_error() {
         h.daemon.logs()
     );
     let ready: serde_json::Value = h.get_json("/readyz").await;
+    assert_eq!(ready["status"], "unavailable", "{ready}");
+    assert_eq!(
+        ready["failing"],
+        serde_json::json!([{"component": "backend:under_test", "error": "unavailable"}])
+    );
     assert!(
-        ready.to_string().contains("Vault refused the token"),
-        "{ready}"
+        h.daemon.logs().contains("readiness: a backend is failing"),
+        "{}",
+        h.daemon.logs()
     );
     assert!(!h.daemon.logs().contains(&backend.token));
 }
