@@ -87,7 +87,7 @@ pub struct SqliteStore {
 }
 
 /// How often the WAL is copied back into the database, off the writer's path.
-const WAL_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+const WAL_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 /// Log commits between checkpoints on the writer's own connection (a few MB of WAL).
 const COMMITS_PER_WRITER_CHECKPOINT: u32 = 256;
 
