@@ -119,10 +119,17 @@ impl IssuerKeys {
     /// The key with this `kid`, fetching the JWKS when the cache is stale or lacks it, but not
     /// again within the cooldown of the last attempt.
     pub async fn key(&self, kid: &str) -> Result<IssuerKey, OidcError> {
-        if let (Some(key), true, _) = self.cached(kid) {
-            return Ok(key);
-        }
-        let _guard = self.fetch_lock.lock().await;
+        let guard = match self.cached(kid) {
+            (Some(key), true, _) => return Ok(key),
+            (stale, _, _) => match (stale, self.fetch_lock.try_lock()) {
+                (_, Ok(guard)) => guard,
+                // Another request is refreshing the JWKS: a key already held is served
+                // meanwhile rather than waiting on the issuer (up to two HTTP timeouts).
+                (Some(key), Err(_)) => return Ok(key),
+                (None, Err(_)) => self.fetch_lock.lock().await,
+            },
+        };
+        let _guard = guard;
         // Another request may have fetched while this one waited.
         let (cached, fresh, recent_attempt) = self.cached(kid);
         match (cached, fresh, recent_attempt) {
@@ -205,12 +212,18 @@ impl IssuerKeys {
         if !response.status().is_success() {
             return Err(self.unavailable(format!("GET {url}: HTTP {}", response.status())));
         }
-        let body = response
-            .bytes()
+        // Read in chunks, so an oversized document is refused before it is all in memory.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| self.unavailable(format!("GET {url}: {}", without_url(&e))))?;
-        if body.len() > MAX_DOCUMENT_BYTES {
-            return Err(self.unavailable(format!("GET {url}: document too large")));
+            .map_err(|e| self.unavailable(format!("GET {url}: {}", without_url(&e))))?
+        {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(self.unavailable(format!("GET {url}: document too large")));
+            }
+            body.extend_from_slice(&chunk);
         }
         serde_json::from_slice(&body).map_err(|_| self.unavailable(format!("GET {url}: not JSON")))
     }

@@ -270,6 +270,46 @@ async fn keys_already_fetched_survive_an_issuer_outage() {
     let _ = h.session().await;
 }
 
+/// While one request refreshes an expired JWKS from a hung issuer (up to its HTTP timeout), the
+/// others are served the key already held instead of queueing behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_refresh_does_not_hold_up_other_callers() {
+    let h = Harness::start_with(|c| {
+        c.refetch_cooldown = "0s".into();
+        c.jwks_max_age = "1s".into();
+    })
+    .await;
+    let _ = h.session().await;
+    h.issuer.set_hung(true);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // The first caller after expiry refreshes, and waits on the hung issuer.
+    let refreshing = {
+        let http = h.http.clone();
+        let url = h.daemon.url("/v1/sessions");
+        let token = h.issuer.mint_default();
+        tokio::spawn(async move { http.post(url).bearer_auth(token).send().await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!refreshing.is_finished(), "the refresh should be waiting");
+    // Others get the key already held: their sessions open while the refresh still hangs.
+    for _ in 0..3 {
+        let status = h
+            .open_session(&h.issuer.mint_default(), None)
+            .await
+            .status()
+            .as_u16();
+        assert_eq!(status, 201);
+    }
+    assert!(
+        !refreshing.is_finished(),
+        "the refresh ended before the other callers were answered; the test proves nothing"
+    );
+    h.issuer.set_hung(false);
+    let refreshed = refreshing.await.expect("task").expect("response");
+    // The issuer's HTTP timeout ends the hung refresh; the key held is served to it as well.
+    assert_eq!(refreshed.status().as_u16(), 201);
+}
+
 #[tokio::test]
 async fn unknown_kids_cannot_make_signet_hammer_the_issuer() {
     let h = Harness::start().await;

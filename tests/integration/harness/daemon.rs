@@ -32,6 +32,7 @@ pub struct DaemonConfig {
     pub max_ttl: String,
     pub max_signatures: u64,
     pub refetch_cooldown: String,
+    pub jwks_max_age: String,
     pub request_timeout: String,
     pub extra: String,
     /// Environment variables for the daemon (backend credentials).
@@ -65,6 +66,7 @@ impl DaemonConfig {
             max_ttl: "15m".into(),
             max_signatures: 100,
             refetch_cooldown: "60s".into(),
+            jwks_max_age: "1h".into(),
             request_timeout: "30s".into(),
             extra: String::new(),
             env: Vec::new(),
@@ -127,6 +129,7 @@ name = "ci"
 issuer = "{issuer}"
 audiences = ["signet"]
 jwks_refetch_cooldown = "{cooldown}"
+jwks_max_age = "{max_age}"
 
 [backends.hsm]
 type = "pkcs11"
@@ -147,6 +150,7 @@ max_signatures = {max_signatures}
             store = self.store_path.display(),
             issuer = self.issuer_url,
             cooldown = self.refetch_cooldown,
+            max_age = self.jwks_max_age,
             module = softhsm::MODULE,
             label = softhsm::LABEL,
             claims = self.policy_claims,

@@ -21,6 +21,7 @@ struct Shared {
     jwks: std::sync::Mutex<Value>,
     jwks_fetches: AtomicU64,
     down: AtomicBool,
+    hung: AtomicBool,
     development_only: AtomicBool,
 }
 
@@ -65,6 +66,7 @@ impl TestIssuer {
             jwks: std::sync::Mutex::new(json!({ "keys": [jwk_of(&key, &kid)] })),
             jwks_fetches: AtomicU64::new(0),
             down: AtomicBool::new(false),
+            hung: AtomicBool::new(false),
             development_only: AtomicBool::new(false),
         });
         let router = Router::new()
@@ -85,6 +87,11 @@ impl TestIssuer {
     /// Makes every endpoint answer 503 (or work again).
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes discovery hang for a minute before answering (or answer again at once).
+    pub fn set_hung(&self, hung: bool) {
+        self.shared.hung.store(hung, Ordering::SeqCst);
     }
 
     /// Makes discovery announce a development-only issuer, like `signet dev`'s.
@@ -172,6 +179,9 @@ impl TestIssuer {
 }
 
 async fn discovery(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.hung.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    }
     if shared.down.load(Ordering::SeqCst) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
