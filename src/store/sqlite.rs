@@ -75,15 +75,25 @@ CREATE TABLE log_checkpoints (
 /// SQLite-backed `Store`.
 ///
 /// One connection writes, so writers never wait on SQLite's busy handler (which sleeps for
-/// milliseconds); another reads, which WAL lets run beside the writer.
+/// milliseconds); a few others read, which WAL lets run beside the writer.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
-    reader: Arc<Mutex<Connection>>,
+    readers: Arc<ReaderPool>,
     /// Log commits since the WAL was last fully checkpointed (see `after_append_blocking`).
     commits_since_checkpoint: Arc<AtomicU32>,
     /// Keeps the WAL checkpointing thread running while any clone of the store lives.
     _alive: Arc<()>,
+}
+
+/// Reading connections: WAL lets them all read beside the writer.
+const READERS: usize = 4;
+
+/// The reading connections and one permit for each.
+#[derive(Debug)]
+struct ReaderPool {
+    permits: Arc<tokio::sync::Semaphore>,
+    idle: Mutex<Vec<Connection>>,
 }
 
 /// How often the WAL is copied back into the database, off the writer's path.
@@ -119,7 +129,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
-        let (writer, reader, checkpointer) = tokio::task::spawn_blocking(move || -> Result<(Connection, Connection, Connection), StoreError> {
+        let (writer, readers, checkpointer) = tokio::task::spawn_blocking(move || -> Result<(Connection, Vec<Connection>, Connection), StoreError> {
             let open = || Connection::open(&path).map_err(|e| unavailable(format!("{}: {e}", path.display())));
             let mut writer = open()?;
             // Every write commits with synchronous=FULL: the WAL is fsynced before the commit
@@ -138,11 +148,16 @@ impl SqliteStore {
             checkpointer
                 .execute_batch("PRAGMA busy_timeout = 5000;")
                 .map_err(unavailable)?;
-            let reader = open()?;
-            reader
-                .execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")
-                .map_err(unavailable)?;
-            Ok((writer, reader, checkpointer))
+            let readers = (0..READERS)
+                .map(|_| {
+                    let reader = open()?;
+                    reader
+                        .execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")
+                        .map_err(unavailable)?;
+                    Ok(reader)
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok((writer, readers, checkpointer))
         })
         .await
         .map_err(unavailable)??;
@@ -150,19 +165,43 @@ impl SqliteStore {
         spawn_wal_checkpointer(checkpointer, Arc::downgrade(&alive));
         Ok(SqliteStore {
             writer: Arc::new(Mutex::new(writer)),
-            reader: Arc::new(Mutex::new(reader)),
+            readers: Arc::new(ReaderPool {
+                permits: Arc::new(tokio::sync::Semaphore::new(READERS)),
+                idle: Mutex::new(readers),
+            }),
             commits_since_checkpoint: Arc::new(AtomicU32::new(0)),
             _alive: alive,
         })
     }
 
-    /// Runs `work` on the reading connection.
+    /// Runs `work` on a reading connection. Callers wait for one here, in async code, where a
+    /// dropped request stops waiting; only as many blocking tasks run as there are readers.
     async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        Self::call_on(&self.reader, work).await
+        let readers = Arc::clone(&self.readers);
+        let permit = Arc::clone(&self.readers.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("store readers closed".into()))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut connection = readers
+                .idle
+                .lock()
+                .map_err(|_| StoreError::Unavailable("store readers poisoned".into()))?
+                .pop()
+                .ok_or_else(|| StoreError::Unavailable("no idle store reader".into()))?;
+            let outcome = work(&mut connection);
+            if let Ok(mut idle) = readers.idle.lock() {
+                idle.push(connection);
+            }
+            outcome
+        })
+        .await
+        .map_err(unavailable)?
     }
 
     async fn call<T, F>(&self, work: F) -> Result<T, StoreError>
