@@ -40,21 +40,36 @@ fn write_value(value: &Value, out: &mut String) -> Result<(), CanonicalError> {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-            out.push('{');
-            for (i, (key, item)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(key, out);
-                out.push(':');
-                write_value(item, out)?;
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(map.iter(), out)?,
     }
+    Ok(())
+}
+
+/// The canonical JSON text of an object with these members.
+pub fn canonical_object<'a>(
+    members: impl IntoIterator<Item = (&'a String, &'a Value)>,
+) -> Result<String, CanonicalError> {
+    let mut out = String::new();
+    write_object(members, &mut out)?;
+    Ok(out)
+}
+
+fn write_object<'a>(
+    members: impl IntoIterator<Item = (&'a String, &'a Value)>,
+    out: &mut String,
+) -> Result<(), CanonicalError> {
+    let mut members: Vec<(&String, &Value)> = members.into_iter().collect();
+    members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    out.push('{');
+    for (i, (key, item)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(key, out);
+        out.push(':');
+        write_value(item, out)?;
+    }
+    out.push('}');
     Ok(())
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::algorithm::Algorithm;
 use crate::backend::BackendError;
-use crate::canonical::{CanonicalError, to_canonical_vec};
+use crate::canonical::CanonicalError;
 use crate::clock::Clock;
 use crate::keys::KeyRing;
 use crate::store::{
@@ -145,7 +145,7 @@ impl Log {
     ) -> Result<AppendOutcome, LogError> {
         let leaves = events
             .iter()
-            .map(to_canonical_vec)
+            .map(LogEvent::to_leaf)
             .collect::<Result<Vec<_>, _>>()?;
         let (reply, answer) = oneshot::channel();
         let item = LogAppend {

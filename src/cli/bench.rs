@@ -219,10 +219,10 @@ async fn bench_signet(args: SignetArgs) -> Result<Report, Failure> {
         args.load.concurrency,
         args.load.duration,
         batch as u64,
-        move |worker| {
+        move |_worker| {
             let (http, url, key) = (http.clone(), url.clone(), key.clone());
             let turn = next_session.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let session = sessions[(worker + turn) % sessions.len()].clone();
+            let session = sessions[turn % sessions.len()].clone();
             let start = rand::random::<usize>() % pool.len();
             let chosen: Vec<String> = (0..batch)
                 .map(|i| format!("sha256:{}", pool[(start + i) % pool.len()]))

@@ -8,79 +8,100 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::canonical::CanonicalError;
 use crate::clock::rfc3339;
 use crate::store::{KeyVersionRecord, SessionRecord};
 
 /// One log event. Absent fields are omitted from the leaf.
+///
+/// The fields are declared in RFC 8785 member order (byte order of their ASCII names), so
+/// serde_json writes a leaf directly in canonical form, without building a `Value` first; the
+/// only free-form part, `claims`, is written canonically by `canonical_claims`. A test checks
+/// the result against the general canonicalizer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogEvent {
-    /// `session_created`, `session_ended`, `signature`, `key_created`, ...
-    pub kind: &'static str,
-    /// RFC 3339, UTC, seconds.
-    pub time: String,
-    /// The caller's `iss`.
+    /// Who made a key change when it was not an OIDC caller: `scheduler` or `break-glass`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
-    /// The caller's `sub`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    /// The policy that granted the session.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy: Option<String>,
-    /// Claims naming the build (repository, ref, workflow, run ids, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub claims: Option<BTreeMap<String, Value>>,
-    /// The session's random id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<String>,
-    /// Keys a session may use.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keys: Option<Vec<String>>,
-    /// When a session expires.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
-    /// A session's quota.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_signatures: Option<u64>,
-    /// The logical key.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    /// The key version.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_version: Option<u32>,
-    /// The version's RFC 7638 thumbprint.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
+    pub actor: Option<String>,
     /// JOSE algorithm.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub algorithm: Option<String>,
     /// The backend holding the key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
-    /// SPKI DER of a new key version, base64.
+    /// Claims naming the build (repository, ref, workflow, run ids, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_key: Option<String>,
+    #[serde(serialize_with = "canonical_claims")]
+    pub claims: Option<BTreeMap<String, Value>>,
     /// `sha256:<hex>` that was signed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
-    /// The signature, base64, as returned to the caller.
+    /// When a session expires.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub signature: Option<String>,
-    /// The version a rotation replaced.
+    pub expires_at: Option<String>,
+    /// The caller's `iss`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub previous_version: Option<u32>,
+    pub issuer: Option<String>,
+    /// The logical key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The version's RFC 7638 thumbprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// The key version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<u32>,
+    /// Keys a session may use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<String>>,
+    /// `session_created`, `session_ended`, `signature`, `key_created`, ...
+    pub kind: &'static str,
+    /// A session's quota.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_signatures: Option<u64>,
+    /// The policy that granted the session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     /// Its kid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_key_id: Option<String>,
-    /// When the replaced version retires (leaves the JWKS).
+    /// The version a rotation replaced.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub retire_at: Option<String>,
-    /// Who made a key change when it was not an OIDC caller: `scheduler` or `break-glass`.
+    pub previous_version: Option<u32>,
+    /// SPKI DER of a new key version, base64.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
+    pub public_key: Option<String>,
     /// Why a key change happened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// When the replaced version retires (leaves the JWKS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retire_at: Option<String>,
+    /// The session's random id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The signature, base64, as returned to the caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The caller's `sub`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// RFC 3339, UTC, seconds.
+    pub time: String,
+}
+
+/// Writes `claims` in canonical form, as raw JSON inside the leaf.
+fn canonical_claims<S: serde::Serializer>(
+    claims: &Option<BTreeMap<String, Value>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let Some(claims) = claims else {
+        return serializer.serialize_none();
+    };
+    let text = crate::canonical::canonical_object(claims).map_err(serde::ser::Error::custom)?;
+    serde_json::value::RawValue::from_string(text)
+        .map_err(serde::ser::Error::custom)?
+        .serialize(serializer)
 }
 
 /// Who asked for a key change.
@@ -102,6 +123,11 @@ pub enum Actor {
 }
 
 impl LogEvent {
+    /// The leaf: this event's RFC 8785 canonical JSON.
+    pub fn to_leaf(&self) -> Result<Vec<u8>, CanonicalError> {
+        serde_json::to_vec(self).map_err(|e| CanonicalError::Number(e.to_string()))
+    }
+
     fn new(kind: &'static str, now: i64) -> Self {
         LogEvent {
             kind,
@@ -242,5 +268,88 @@ impl LogEvent {
         event.backend = Some(version.backend.clone());
         event.public_key = Some(STANDARD.encode(&version.public_key_spki));
         event
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canonical::to_canonical_vec;
+    use serde_json::json;
+
+    fn session() -> SessionRecord {
+        let claims = json!({
+            "repository": "acme/models",
+            "run_attempt": 1.0,
+            "ratio": 1.5e-5,
+            "\u{1f600}": "before U+FB33 in UTF-16 order, after it in UTF-8",
+            "\u{fb33}": "before the emoji",
+            "nested": {"b": [true, null, -2], "a": "tab\tquote\"slash\\ctl\u{1}"},
+            "ünïcødé": "✓",
+        });
+        SessionRecord {
+            token_hash: "h".into(),
+            session_id: "0123abcd".into(),
+            issuer: "ci".into(),
+            iss: "https://ci.example".into(),
+            claims: serde_json::from_value(claims).expect("claims"),
+            subject: "repo:acme/models:ref:refs/heads/main".into(),
+            policy: "release".into(),
+            keys: vec!["model-signing".into(), "other".into()],
+            created_at: 1_700_000_000,
+            expires_at: 1_700_000_900,
+            max_signatures: 100,
+            used: 0,
+            ended: false,
+        }
+    }
+
+    /// Leaves are written straight from the struct; they must be exactly what the general RFC
+    /// 8785 canonicalizer makes of the same event (member order, escapes, numbers in claims).
+    #[test]
+    fn leaves_are_the_canonical_form_of_every_event() {
+        let session = session();
+        let mut every_field = LogEvent::signature(
+            &session,
+            "model-signing",
+            7,
+            "kid-7",
+            "ES256",
+            format!("sha256:{}", "ab".repeat(32)),
+            &[1, 2, 3],
+            1_700_000_100,
+        );
+        every_field.actor = Some("scheduler".into());
+        every_field.backend = Some("hsm".into());
+        every_field.expires_at = Some(rfc3339(1_700_000_900));
+        every_field.keys = Some(session.keys.clone());
+        every_field.max_signatures = Some(100);
+        every_field.public_key = Some("MFkw".into());
+        every_field.previous_key_id = Some("kid-6".into());
+        every_field.previous_version = Some(6);
+        every_field.reason = Some("line\nbreak".into());
+        every_field.retire_at = Some(rfc3339(1_700_086_400));
+        let events = [
+            every_field,
+            LogEvent::session_created(&session, 1_700_000_000),
+            LogEvent::session_ended(&session, 1_700_000_200),
+            LogEvent::key_rotation_rolled_back("model-signing", 8, "failed", 1_700_000_300),
+        ];
+        for event in &events {
+            let direct = event.to_leaf().expect("leaf");
+            let general = to_canonical_vec(event).expect("canonical");
+            assert_eq!(
+                String::from_utf8_lossy(&direct),
+                String::from_utf8_lossy(&general)
+            );
+        }
+        let text = String::from_utf8(events[0].to_leaf().expect("leaf")).expect("UTF-8");
+        // JCS numbers and UTF-16 member order inside the claims.
+        assert!(text.contains(r#""ratio":0.000015"#), "{text}");
+        assert!(text.contains(r#""run_attempt":1,"#), "{text}");
+        assert!(
+            text.find('\u{fb33}') > text.find('\u{1f600}'),
+            "U+1F600 sorts before U+FB33 as UTF-16: {text}"
+        );
     }
 }
