@@ -247,6 +247,12 @@ impl SigningBackend for AwsKmsBackend {
             .arn()
             .map(str::to_string)
             .unwrap_or_else(|| metadata.key_id().to_string());
+        // Past this point a failure leaves a key in KMS that nothing uses (and that is billed):
+        // the operator's log names it so it can be scheduled for deletion.
+        let left_unused = |error: BackendError| {
+            tracing::warn!(key = %arn, backend = %self.name, error = %error, "a KMS key made for a rotation that failed is left unused; schedule its deletion");
+            error
+        };
         if alias.starts_with("alias/") {
             self.client
                 .update_alias()
@@ -254,9 +260,12 @@ impl SigningBackend for AwsKmsBackend {
                 .target_key_id(metadata.key_id())
                 .send()
                 .await
-                .map_err(|e| self.error(&alias, e))?;
+                .map_err(|e| left_unused(self.error(&alias, e)))?;
         }
-        let spki = self.public_key(&arn, spec.algorithm).await?;
+        let spki = self
+            .public_key(&arn, spec.algorithm)
+            .await
+            .map_err(left_unused)?;
         Ok(BackendKey {
             reference: arn,
             public_key_spki: spki,
