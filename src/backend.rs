@@ -401,7 +401,10 @@ impl SigningBackend for Guarded {
                         (Arc::clone(key), digests.clone(), signatures.clone());
                     tokio::task::spawn_blocking(move || all_verify(&key, &digests, &signed))
                         .await
-                        .unwrap_or(false)
+                        .map_err(|e| BackendError::Unavailable {
+                            backend: self.inner.name().to_string(),
+                            reason: format!("the signature check stopped: {e}"),
+                        })?
                 };
                 if !all_verify {
                     return Err(BackendError::Malformed {

@@ -86,8 +86,10 @@ pub struct ManagedKey {
     pub gate: tokio::sync::RwLock<()>,
     /// One rotation or retirement of this key at a time in this process.
     changing: tokio::sync::Mutex<()>,
-    /// When scheduled work on this key may next be tried after failures.
-    scheduled_backoff: std::sync::Mutex<Backoff>,
+    /// When a scheduled rotation (or settling a left-over one) may next be tried after failures.
+    rotation_backoff: std::sync::Mutex<Backoff>,
+    /// When a scheduled retirement may next be tried after failures.
+    retirement_backoff: std::sync::Mutex<Backoff>,
 }
 
 /// Back-off for scheduled work that keeps failing: each failure may leave a log entry (a
@@ -96,6 +98,27 @@ pub struct ManagedKey {
 struct Backoff {
     next_attempt: i64,
     failures: u32,
+}
+
+/// Which pending versions a recovery settles.
+#[derive(Debug, Clone, Copy)]
+enum PendingVersions {
+    /// Every one (at start-up, before this process rotates anything).
+    All,
+    /// The one a failed rotation of this process left.
+    Only(u32),
+    /// Those taken before this Unix time: left over, not in progress anywhere.
+    TakenBefore(i64),
+}
+
+impl PendingVersions {
+    fn includes(self, version: &KeyVersionRecord) -> bool {
+        match self {
+            PendingVersions::All => true,
+            PendingVersions::Only(number) => version.version == number,
+            PendingVersions::TakenBefore(time) => version.created_at < time,
+        }
+    }
 }
 
 /// First pause after a failed scheduled rotation or retirement; it doubles up to the maximum.
@@ -242,7 +265,8 @@ impl KeyRing {
                     versions: RwLock::new(versions),
                     gate: tokio::sync::RwLock::new(()),
                     changing: tokio::sync::Mutex::new(()),
-                    scheduled_backoff: std::sync::Mutex::new(Backoff::default()),
+                    rotation_backoff: std::sync::Mutex::new(Backoff::default()),
+                    retirement_backoff: std::sync::Mutex::new(Backoff::default()),
                 }),
             );
         }
@@ -252,23 +276,34 @@ impl KeyRing {
         };
         let context = KeyContext { store, log, clock };
         for key in ring.keys.values() {
-            ring.recover_interrupted_rotation(key, &context, "at start-up")
-                .await?;
+            ring.recover_interrupted_rotation(
+                key,
+                &context,
+                PendingVersions::All,
+                &Actor::Scheduler,
+                "at start-up",
+            )
+            .await?;
         }
         ring.republish()?;
         Ok(ring)
     }
 
     /// A rotation a crash (or a failure) interrupted is finished when its backend key was
-    /// recorded, and undone otherwise; the log says which, and `when`.
+    /// recorded, and undone otherwise; the log says which, by whom, and `when`.
     async fn recover_interrupted_rotation(
         &self,
         key: &ManagedKey,
         context: &KeyContext<'_>,
+        which: PendingVersions,
+        actor: &Actor,
         when: &str,
     ) -> Result<(), KeyError> {
         let versions = context.store.key_versions(&key.config.name).await?;
-        for pending in versions.iter().filter(|v| v.state == KeyState::Pending) {
+        for pending in versions
+            .iter()
+            .filter(|v| v.state == KeyState::Pending && which.includes(v))
+        {
             if pending.backend_ref.is_empty() {
                 tracing::warn!(key = %key.config.name, version = pending.version, "rolling back a rotation interrupted before its backend key was recorded");
                 self.abandon(
@@ -291,7 +326,7 @@ impl KeyRing {
                     key,
                     &record,
                     previous.as_ref(),
-                    &Actor::Scheduler,
+                    actor,
                     &format!("interrupted after its backend key was made; completed {when}"),
                     context,
                 )
@@ -363,20 +398,41 @@ impl KeyRing {
                 StoreError::Conflict(reason) => conflict(reason),
                 other => other.into(),
             })?;
-        let outcome = self
+        let number = pending.version;
+        let error = match self
             .make_and_activate(key, pending, &current, actor, reason, context)
+            .await
+        {
+            Ok(record) => return Ok(record),
+            Err(error) => error,
+        };
+        // Leave this pending version behind in no case (it would block every later rotation):
+        // finish or undo it now, as a restart would. If that fails too, the scheduler retries.
+        let recovered = self
+            .recover_interrupted_rotation(
+                key,
+                context,
+                PendingVersions::Only(number),
+                actor,
+                "after the rotation failed",
+            )
             .await;
-        if outcome.is_err() {
-            // Leave no pending version behind (it would block every later rotation): finish or
-            // undo it now, as a restart would. If that fails too, the scheduler retries.
-            if let Err(e) = self
-                .recover_interrupted_rotation(key, context, "after the rotation failed")
-                .await
-            {
-                tracing::warn!(key = %name, error = %e, "could not clean up a failed rotation; will retry");
+        match recovered {
+            // Finished after all (its backend key was made): the rotation happened.
+            Ok(()) => {
+                if let Some(done) = key
+                    .versions()
+                    .into_iter()
+                    .find(|v| v.version == number && v.state == KeyState::Active)
+                {
+                    return Ok(done);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(key = %name, error = %e, "could not settle a failed rotation; will retry")
             }
         }
-        outcome
+        Err(error)
     }
 
     /// The rest of a rotation once its version number is taken: the backend key, then the
@@ -561,50 +617,77 @@ impl KeyRing {
     pub async fn run_due(&self, context: &KeyContext<'_>) {
         let now = context.clock.now_unix();
         for key in self.keys.values() {
-            let due = key.scheduled_backoff.lock().is_ok_and(|b| b.due(now));
-            if !due {
-                continue;
+            if key.rotation_backoff.lock().is_ok_and(|b| b.due(now)) {
+                let succeeded = self.rotate_if_due(key, now, context).await;
+                if let Ok(mut backoff) = key.rotation_backoff.lock() {
+                    backoff.record(succeeded, now);
+                }
             }
-            let succeeded = self.run_due_for(key, now, context).await;
-            if let Ok(mut backoff) = key.scheduled_backoff.lock() {
-                backoff.record(succeeded, now);
+            if key.retirement_backoff.lock().is_ok_and(|b| b.due(now)) {
+                let succeeded = self.retire_due(key, now, context).await;
+                if let Ok(mut backoff) = key.retirement_backoff.lock() {
+                    backoff.record(succeeded, now);
+                }
             }
         }
     }
 
-    /// Scheduled work on one key; false when some of it failed (and will be retried later).
-    async fn run_due_for(&self, key: &ManagedKey, now: i64, context: &KeyContext<'_>) -> bool {
+    /// Settles rotations left pending, and rotates when `rotation_period` has elapsed; false
+    /// when something failed (it is retried after a pause).
+    async fn rotate_if_due(&self, key: &ManagedKey, now: i64, context: &KeyContext<'_>) -> bool {
+        let name = &key.config.name;
+        let left_over = PendingVersions::TakenBefore(now.saturating_sub(STALE_PENDING_SECONDS));
+        let has_left_over = key
+            .versions()
+            .iter()
+            .any(|v| v.state == KeyState::Pending && left_over.includes(v));
+        let due = |key: &ManagedKey| {
+            let period = key.config.rotation_period.as_ref()?;
+            let period = i64::try_from(period.get().as_secs()).unwrap_or(i64::MAX);
+            key.active_record()
+                .map(|active| active.created_at.saturating_add(period) <= now)
+        };
+        if !has_left_over && due(key) != Some(true) {
+            return true;
+        }
+        let _one_at_a_time = key.changing.lock().await;
+        let mut succeeded = true;
+        if has_left_over {
+            let when = "by the scheduler, after it was left pending";
+            if let Err(e) = self
+                .recover_interrupted_rotation(key, context, left_over, &Actor::Scheduler, when)
+                .await
+            {
+                tracing::warn!(key = %name, error = %e, "could not settle a rotation left pending; will retry after a pause");
+                succeeded = false;
+            }
+        }
+        // Checked again under the lock: a rotation that just finished here (an admin's, say)
+        // moved the due date.
+        if let Err(e) = self.reload_key(key, context.store).await {
+            tracing::warn!(key = %name, error = %e, "could not reread the key's versions");
+            return false;
+        }
+        if due(key) == Some(true)
+            && let Err(e) = self
+                .rotate_locked(
+                    key,
+                    &Actor::Scheduler,
+                    "scheduled: rotation_period elapsed",
+                    context,
+                )
+                .await
+        {
+            tracing::warn!(key = %name, error = %e, "scheduled rotation failed; will retry after a pause");
+            succeeded = false;
+        }
+        succeeded
+    }
+
+    /// Retires verify-only versions whose grace period is over; false when one failed.
+    async fn retire_due(&self, key: &ManagedKey, now: i64, context: &KeyContext<'_>) -> bool {
         let name = &key.config.name;
         let mut succeeded = true;
-        let left_pending = key.versions().iter().any(|v| {
-            v.state == KeyState::Pending
-                && v.created_at.saturating_add(STALE_PENDING_SECONDS) <= now
-        });
-        if left_pending && let Ok(_one_at_a_time) = key.changing.try_lock() {
-            let when = "by the scheduler, after it was left pending";
-            if let Err(e) = self.recover_interrupted_rotation(key, context, when).await {
-                tracing::warn!(key = %name, error = %e, "could not finish or undo a rotation left pending; will retry");
-                succeeded = false;
-            }
-        }
-        if let (Some(period), Some(active)) =
-            (key.config.rotation_period.as_ref(), key.active_record())
-        {
-            let period = i64::try_from(period.get().as_secs()).unwrap_or(i64::MAX);
-            if active.created_at.saturating_add(period) <= now
-                && let Err(e) = self
-                    .rotate(
-                        name,
-                        &Actor::Scheduler,
-                        "scheduled: rotation_period elapsed",
-                        context,
-                    )
-                    .await
-            {
-                tracing::warn!(key = %name, error = %e, "scheduled rotation failed; will retry after a pause");
-                succeeded = false;
-            }
-        }
         for version in key.versions() {
             if version.state == KeyState::VerifyOnly
                 && version.retire_at.is_some_and(|at| at <= now)

@@ -79,12 +79,13 @@ impl Pkcs11Backend {
         let pin = pin_source.read().map_err(|e| fail(e.to_string()))?;
         // A session stays checked out while its blocking thread waits for a core, not only
         // while the token works: one session per core left SoftHSM idle under load (6.5k
-        // signatures/s against 8.7k with 4 per core, on 2 cores; docs/benchmarks.md).
+        // signatures/s against 8.7k with 4 per core, on 2 cores; docs/benchmarks.md). At most
+        // 16 by default: small HSMs allow few sessions (set `pool_size` for more).
         let pool_size = config.pool_size.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map_or(2, |n| n.get())
                 .saturating_mul(4)
-                .clamp(8, 32)
+                .clamp(8, 16)
         });
         let module = config.module.clone();
         let label = config.token_label.clone();

@@ -18,6 +18,8 @@ const FAILED_FETCH_RETRY: Duration = Duration::from_secs(5);
 
 /// Largest discovery or JWKS document accepted.
 const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
+/// How long past `jwks_max_age` a held key is still served while another request refreshes.
+const STALE_WHILE_REFRESHING: Duration = Duration::from_secs(60);
 
 /// The shared HTTP client for issuer calls: bounded time, no cookies.
 pub fn http_client() -> Result<reqwest::Client, String> {
@@ -116,18 +118,31 @@ impl IssuerKeys {
         }
     }
 
+    /// Whether the JWKS was fetched less than `jwks_max_age` + `extra` ago.
+    fn fetched_within(&self, extra: Duration) -> bool {
+        let limit = self.config.jwks_max_age.get().saturating_add(extra);
+        self.cache
+            .read()
+            .is_ok_and(|cache| cache.fetched_at.is_some_and(|t| t.elapsed() < limit))
+    }
+
     /// The key with this `kid`, fetching the JWKS when the cache is stale or lacks it, but not
     /// again within the cooldown of the last attempt.
     pub async fn key(&self, kid: &str) -> Result<IssuerKey, OidcError> {
         let guard = match self.cached(kid) {
             (Some(key), true, _) => return Ok(key),
-            (stale, _, _) => match (stale, self.fetch_lock.try_lock()) {
-                (_, Ok(guard)) => guard,
-                // Another request is refreshing the JWKS: a key already held is served
-                // meanwhile rather than waiting on the issuer (up to two HTTP timeouts).
-                (Some(key), Err(_)) => return Ok(key),
-                (None, Err(_)) => self.fetch_lock.lock().await,
-            },
+            (stale, _, _) => {
+                let just_expired = stale.filter(|_| self.fetched_within(STALE_WHILE_REFRESHING));
+                match (just_expired, self.fetch_lock.try_lock()) {
+                    (_, Ok(guard)) => guard,
+                    // Another request is refreshing the JWKS: a key that expired moments ago
+                    // is served meanwhile rather than waiting on the issuer (up to two HTTP
+                    // timeouts). Older ones wait, so a key the issuer removed stops working
+                    // at most this long after `jwks_max_age`.
+                    (Some(key), Err(_)) => return Ok(key),
+                    (_, Err(_)) => self.fetch_lock.lock().await,
+                }
+            }
         };
         let _guard = guard;
         // Another request may have fetched while this one waited.

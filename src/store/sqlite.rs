@@ -96,6 +96,23 @@ struct ReaderPool {
     idle: Mutex<Vec<Connection>>,
 }
 
+/// A reading connection in use; back in the pool when dropped, even if the work panicked, and
+/// only then is its permit released.
+struct ReaderLease {
+    connection: Option<Connection>,
+    readers: Arc<ReaderPool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for ReaderLease {
+    fn drop(&mut self) {
+        if let (Some(connection), Ok(mut idle)) = (self.connection.take(), self.readers.idle.lock())
+        {
+            idle.push(connection);
+        }
+    }
+}
+
 /// How often the WAL is copied back into the database, off the writer's path.
 const WAL_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 /// Log commits between checkpoints on the writer's own connection (a few MB of WAL).
@@ -187,18 +204,21 @@ impl SqliteStore {
             .await
             .map_err(|_| StoreError::Unavailable("store readers closed".into()))?;
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let mut connection = readers
+            let connection = readers
                 .idle
                 .lock()
                 .map_err(|_| StoreError::Unavailable("store readers poisoned".into()))?
                 .pop()
                 .ok_or_else(|| StoreError::Unavailable("no idle store reader".into()))?;
-            let outcome = work(&mut connection);
-            if let Ok(mut idle) = readers.idle.lock() {
-                idle.push(connection);
+            let mut lease = ReaderLease {
+                connection: Some(connection),
+                readers,
+                _permit: permit,
+            };
+            match lease.connection.as_mut() {
+                Some(connection) => work(connection),
+                None => Err(StoreError::Unavailable("no idle store reader".into())),
             }
-            outcome
         })
         .await
         .map_err(unavailable)?
@@ -733,11 +753,16 @@ impl Store for SqliteStore {
         }
         let Ok(c) = self.writer.lock() else { return };
         let checkpoint = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
         });
         match checkpoint {
-            // A reader still in the WAL leaves frames behind; try again after the next commit.
-            Ok((frames, copied)) if frames == copied => {
+            // Complete: every frame copied. Busy (the background checkpointer holds the lock,
+            // answered as (1, -1, -1)) or a reader still in the WAL: try after the next commit.
+            Ok((0, frames, copied)) if frames >= 0 && frames == copied => {
                 self.commits_since_checkpoint.store(0, Ordering::Relaxed)
             }
             Ok(_) => {}

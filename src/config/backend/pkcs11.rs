@@ -19,7 +19,7 @@ pub struct Pkcs11Config {
     pub pin_env: Option<String>,
     /// File holding the user PIN (alternative to `pin_env`).
     pub pin_file: Option<PathBuf>,
-    /// Logged-in sessions kept open; default: 4 per core, between 8 and 32.
+    /// Logged-in sessions kept open; default: 4 per core, between 8 and 16.
     pub pool_size: Option<usize>,
     /// Longest one backend call may take (default "10s").
     #[serde(default = "super::default_timeout")]
