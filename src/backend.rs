@@ -205,7 +205,18 @@ pub(crate) const KEY_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// Calls one batch keeps in flight to a backend that signs one digest a call.
 #[cfg(any(feature = "aws", feature = "gcp"))]
-pub(crate) const CALLS_IN_FLIGHT_PER_BATCH: usize = 16;
+const CALLS_IN_FLIGHT_PER_BATCH: usize = 16;
+
+/// Runs a batch's calls (one per digest) concurrently, a bounded number at a time so that one
+/// large batch does not run into the service's request-rate quota; answers in input order.
+#[cfg(any(feature = "aws", feature = "gcp"))]
+pub(crate) async fn call_each<F: Future>(calls: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(calls)
+        .buffered(CALLS_IN_FLIGHT_PER_BATCH)
+        .collect()
+        .await
+}
 /// Largest batch whose signatures are checked on the async worker; bigger ones (up to a
 /// second of CPU for 1,000 ES384 signatures) go to a blocking thread.
 const CHECK_INLINE_MAX: usize = 16;

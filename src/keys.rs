@@ -72,6 +72,16 @@ pub struct ActiveVersion {
     pub backend_ref: String,
 }
 
+impl ActiveVersion {
+    fn of(version: &KeyVersionRecord) -> Self {
+        ActiveVersion {
+            version: version.version,
+            key_id: version.key_id.clone(),
+            backend_ref: version.backend_ref.clone(),
+        }
+    }
+}
+
 /// One logical key and its backend.
 #[derive(Debug)]
 pub struct ManagedKey {
@@ -147,47 +157,29 @@ impl Backoff {
 }
 
 impl ManagedKey {
-    /// The active version.
-    pub fn active(&self) -> Option<ActiveVersion> {
+    /// What `read` takes from the active version (the newest, should there be two).
+    fn with_active<T>(&self, read: impl FnOnce(&KeyVersionRecord) -> T) -> Option<T> {
         let versions = self.versions.read().ok()?;
         versions
             .iter()
             .rev()
             .find(|v| v.state == KeyState::Active)
-            .map(|v| ActiveVersion {
-                version: v.version,
-                key_id: v.key_id.clone(),
-                backend_ref: v.backend_ref.clone(),
-            })
+            .map(read)
+    }
+
+    /// The active version.
+    pub fn active(&self) -> Option<ActiveVersion> {
+        self.with_active(ActiveVersion::of)
     }
 
     /// The active version and its SPKI public key.
     pub fn active_with_public_key(&self) -> Option<(ActiveVersion, Vec<u8>)> {
-        let versions = self.versions.read().ok()?;
-        versions
-            .iter()
-            .rev()
-            .find(|v| v.state == KeyState::Active)
-            .map(|v| {
-                (
-                    ActiveVersion {
-                        version: v.version,
-                        key_id: v.key_id.clone(),
-                        backend_ref: v.backend_ref.clone(),
-                    },
-                    v.public_key_spki.clone(),
-                )
-            })
+        self.with_active(|v| (ActiveVersion::of(v), v.public_key_spki.clone()))
     }
 
     /// The active version's full record.
     pub fn active_record(&self) -> Option<KeyVersionRecord> {
-        let versions = self.versions.read().ok()?;
-        versions
-            .iter()
-            .rev()
-            .find(|v| v.state == KeyState::Active)
-            .cloned()
+        self.with_active(Clone::clone)
     }
 
     /// The backend's description of this key.

@@ -12,6 +12,7 @@ use super::extract::{Bearer, OptionalJsonBody};
 use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::config::Role;
+use crate::log::LogError;
 use crate::log::event::LogEvent;
 use crate::policy;
 use crate::session::{self, SessionRequest};
@@ -74,12 +75,9 @@ pub async fn create(
         &request,
         state.clock.now_unix(),
     );
+    let event = LogEvent::session_created(&record, record.created_at).map_err(LogError::from)?;
     state.store.create_session(&record).await?;
-    if let Err(e) = state
-        .log
-        .append(&[LogEvent::session_created(&record, record.created_at)])
-        .await
-    {
+    if let Err(e) = state.log.append(&[event]).await {
         // No session without its log entry: end it, and tell the caller to retry.
         if let Err(end) = state.store.end_session(&record.token_hash).await {
             tracing::error!(error = %end, "could not end a session whose log entry failed");

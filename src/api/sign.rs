@@ -13,7 +13,8 @@ use super::{Audit, MAX_BATCH};
 use crate::algorithm::{Algorithm, Digest};
 use crate::app::AppState;
 use crate::keys::ActiveVersion;
-use crate::log::event::LogEvent;
+use crate::log::LogError;
+use crate::log::event::{CanonicalClaims, LogEvent};
 use crate::session;
 use crate::store::{AppendOutcome, QuotaCharge, QuotaOutcome};
 use std::sync::atomic::Ordering;
@@ -133,13 +134,14 @@ pub async fn sign(
         });
     }
 
-    let raw: Vec<Vec<u8>> = digests.iter().map(|d| d.bytes.clone()).collect();
+    let digest_texts: Vec<String> = digests.iter().map(Digest::to_text).collect();
+    let raw: Vec<Vec<u8>> = digests.into_iter().map(|d| d.bytes).collect();
     let backend_started = std::time::Instant::now();
     let outcome = key.backend.sign(&active.backend_ref, algorithm, raw).await;
     let backend_us = backend_started.elapsed().as_micros() as u64;
     audit.record(|a| a.backend_us = Some(backend_us));
     let signatures = match outcome {
-        Ok(signatures) if signatures.len() == digests.len() => signatures,
+        Ok(signatures) if signatures.len() == digest_texts.len() => signatures,
         Ok(_) => {
             return Err(ApiError::Internal(
                 "backend returned the wrong number of signatures".into(),
@@ -147,6 +149,12 @@ pub async fn sign(
         }
         Err(e) => return Err(e.into()),
     };
+    // Each pair is encoded once, for both the log entry and the response.
+    let signed: Vec<(String, String)> = digest_texts
+        .into_iter()
+        .zip(&signatures)
+        .map(|(digest, signature)| (digest, STANDARD.encode(signature)))
+        .collect();
     #[cfg(feature = "bench-unlogged")]
     if let Some(mode) = unlogged::mode() {
         let first_index = unlogged::charge(&state, mode, &cached, &token_hash, count, now).await?;
@@ -154,23 +162,23 @@ pub async fn sign(
             &request.key,
             &active,
             algorithm,
-            &digests,
-            signatures,
+            signed,
             first_index,
         ));
     }
-    let events: Vec<LogEvent> = digests
+    let claims = CanonicalClaims::new(&record.claims).map_err(LogError::from)?;
+    let events: Vec<LogEvent> = signed
         .iter()
-        .zip(&signatures)
         .map(|(digest, signature)| {
             LogEvent::signature(
                 record,
+                &claims,
                 &request.key,
                 active.version,
                 &active.key_id,
                 algorithm.as_str(),
-                digest.to_text(),
-                signature,
+                digest.clone(),
+                signature.clone(),
                 now,
             )
         })
@@ -210,36 +218,34 @@ pub async fn sign(
             ));
         }
     };
-    audit.record(|a| a.signatures = Some(signatures.len()));
+    audit.record(|a| a.signatures = Some(signed.len()));
     Ok(respond(
         &request.key,
         &active,
         algorithm,
-        &digests,
-        signatures,
+        signed,
         first_index,
     ))
 }
 
+/// The 200 body: `signed` holds each digest's text and its signature in base64.
 fn respond(
     key: &str,
     active: &ActiveVersion,
     algorithm: Algorithm,
-    digests: &[Digest],
-    signatures: Vec<Vec<u8>>,
+    signed: Vec<(String, String)>,
     first_index: u64,
 ) -> Json<SignResponse> {
-    let signatures = digests
-        .iter()
-        .zip(signatures)
+    let signatures = signed
+        .into_iter()
         .enumerate()
         .map(|(i, (digest, signature))| SignatureOut {
             key: key.to_string(),
             key_version: active.version,
             key_id: active.key_id.clone(),
             algorithm: algorithm.as_str(),
-            digest: digest.to_text(),
-            signature: STANDARD.encode(signature),
+            digest,
+            signature,
             log_index: first_index + i as u64,
         })
         .collect();

@@ -14,7 +14,6 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{
     KeySpec as AwsKeySpec, KeyState, KeyUsageType, MessageType, SigningAlgorithmSpec,
 };
-use futures_util::StreamExt;
 
 use super::{BackendError, BackendKey, KEY_CREATION_TIMEOUT, KeySpec, SigningBackend};
 use crate::algorithm::Algorithm;
@@ -301,8 +300,7 @@ impl SigningBackend for AwsKmsBackend {
         algorithm: Algorithm,
         digests: Vec<Vec<u8>>,
     ) -> Result<Vec<Vec<u8>>, BackendError> {
-        // KMS signs one digest a call: a batch is sent concurrently, a bounded number at a time
-        // so that one large batch does not run into KMS's request-rate quota.
+        // KMS signs one digest a call.
         let calls = digests.into_iter().map(|digest| {
             self.client
                 .sign()
@@ -313,11 +311,7 @@ impl SigningBackend for AwsKmsBackend {
                 .send()
         });
         let mut signatures = Vec::new();
-        let outcomes: Vec<_> = futures_util::stream::iter(calls)
-            .buffered(super::CALLS_IN_FLIGHT_PER_BATCH)
-            .collect()
-            .await;
-        for outcome in outcomes {
+        for outcome in super::call_each(calls).await {
             let output = outcome.map_err(|e| self.error(reference, e))?;
             let signature = output.signature.ok_or_else(|| BackendError::Malformed {
                 backend: self.name.clone(),

@@ -7,7 +7,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use google_cloud_auth::credentials::service_account;
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_gax::paginator::ItemPaginator as _;
@@ -363,9 +362,7 @@ impl SigningBackend for GcpKmsBackend {
         algorithm: Algorithm,
         digests: Vec<Vec<u8>>,
     ) -> Result<Vec<Vec<u8>>, BackendError> {
-        // One digest a call: a batch is sent concurrently, a bounded number at a time so that
-        // one large batch does not run into Cloud KMS's request-rate quota.
-        // The calls are built up front (owning their digests) so the stream borrows nothing
+        // One digest a call. The calls are built up front (owning their digests) so the stream borrows nothing
         // from the iteration.
         let calls: Vec<_> = digests
             .iter()
@@ -384,11 +381,7 @@ impl SigningBackend for GcpKmsBackend {
             .collect();
         let calls = calls.into_iter().map(|call| call.send());
         let mut signatures = Vec::with_capacity(digests.len());
-        let answers: Vec<_> = futures_util::stream::iter(calls)
-            .buffered(super::CALLS_IN_FLIGHT_PER_BATCH)
-            .collect()
-            .await;
-        for answer in answers {
+        for answer in super::call_each(calls).await {
             let answer = answer.map_err(|e| self.error(reference, e))?;
             if !answer.verified_digest_crc32c {
                 return Err(self.malformed(

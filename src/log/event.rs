@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::canonical::CanonicalError;
 use crate::clock::rfc3339;
@@ -31,8 +34,7 @@ pub struct LogEvent {
     pub backend: Option<String>,
     /// Claims naming the build (repository, ref, workflow, run ids, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(serialize_with = "canonical_claims")]
-    pub claims: Option<BTreeMap<String, Value>>,
+    pub claims: Option<CanonicalClaims>,
     /// `sha256:<hex>` that was signed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
@@ -90,18 +92,30 @@ pub struct LogEvent {
     pub time: String,
 }
 
-/// Writes `claims` in canonical form, as raw JSON inside the leaf.
-fn canonical_claims<S: serde::Serializer>(
-    claims: &Option<BTreeMap<String, Value>>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    let Some(claims) = claims else {
-        return serializer.serialize_none();
-    };
-    let text = crate::canonical::canonical_object(claims).map_err(serde::ser::Error::custom)?;
-    serde_json::value::RawValue::from_string(text)
-        .map_err(serde::ser::Error::custom)?
-        .serialize(serializer)
+/// A session's claims in canonical form, made once and written as raw JSON into every leaf
+/// that names them (a batch's signatures share one).
+#[derive(Debug, Clone)]
+pub struct CanonicalClaims(Arc<RawValue>);
+
+impl CanonicalClaims {
+    /// The canonical form of `claims`.
+    pub fn new(claims: &BTreeMap<String, Value>) -> Result<Self, CanonicalError> {
+        let text = crate::canonical::canonical_object(claims)?;
+        let raw = RawValue::from_string(text).map_err(|e| CanonicalError::Number(e.to_string()))?;
+        Ok(CanonicalClaims(Arc::from(raw)))
+    }
+}
+
+impl PartialEq for CanonicalClaims {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl Serialize for CanonicalClaims {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
 }
 
 /// Who asked for a key change.
@@ -221,13 +235,13 @@ impl LogEvent {
     }
 
     /// A session was opened.
-    pub fn session_created(session: &SessionRecord, now: i64) -> Self {
+    pub fn session_created(session: &SessionRecord, now: i64) -> Result<Self, CanonicalError> {
         let mut event = LogEvent::new("session_created", now).with_caller(session);
-        event.claims = Some(session.claims.clone());
+        event.claims = Some(CanonicalClaims::new(&session.claims)?);
         event.keys = Some(session.keys.clone());
         event.expires_at = Some(rfc3339(session.expires_at));
         event.max_signatures = Some(session.max_signatures);
-        event
+        Ok(event)
     }
 
     /// A session was ended by its holder.
@@ -235,26 +249,27 @@ impl LogEvent {
         LogEvent::new("session_ended", now).with_caller(session)
     }
 
-    /// A digest was signed.
+    /// A digest was signed: `digest` as `sha256:<hex>`, `signature` in base64, as returned.
     #[allow(clippy::too_many_arguments)]
     pub fn signature(
         session: &SessionRecord,
+        claims: &CanonicalClaims,
         key: &str,
         version: u32,
         key_id: &str,
         algorithm: &str,
         digest: String,
-        signature: &[u8],
+        signature: String,
         now: i64,
     ) -> Self {
         let mut event = LogEvent::new("signature", now).with_caller(session);
-        event.claims = Some(session.claims.clone());
+        event.claims = Some(claims.clone());
         event.key = Some(key.to_string());
         event.key_version = Some(version);
         event.key_id = Some(key_id.to_string());
         event.algorithm = Some(algorithm.to_string());
         event.digest = Some(digest);
-        event.signature = Some(STANDARD.encode(signature));
+        event.signature = Some(signature);
         event
     }
 
@@ -309,14 +324,16 @@ mod tests {
     #[test]
     fn leaves_are_the_canonical_form_of_every_event() {
         let session = session();
+        let claims = CanonicalClaims::new(&session.claims).expect("claims");
         let mut every_field = LogEvent::signature(
             &session,
+            &claims,
             "model-signing",
             7,
             "kid-7",
             "ES256",
             format!("sha256:{}", "ab".repeat(32)),
-            &[1, 2, 3],
+            "AQID".into(),
             1_700_000_100,
         );
         every_field.actor = Some("scheduler".into());
@@ -331,7 +348,7 @@ mod tests {
         every_field.retire_at = Some(rfc3339(1_700_086_400));
         let events = [
             every_field,
-            LogEvent::session_created(&session, 1_700_000_000),
+            LogEvent::session_created(&session, 1_700_000_000).expect("claims"),
             LogEvent::session_ended(&session, 1_700_000_200),
             LogEvent::key_rotation_rolled_back("model-signing", 8, "failed", 1_700_000_300),
         ];
