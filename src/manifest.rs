@@ -3,8 +3,9 @@
 //!
 //! The walk is deterministic: relative `/`-separated paths in byte order. `.git` and signet's
 //! own output files are left out; symlinks are followed only to files inside the model
-//! directory. Files are hashed in parallel, each in large sequential reads, so memory stays flat
-//! whatever the model's size.
+//! directory. Files are hashed in parallel, two per core with their rounds interleaved
+//! ([`sha256_lanes`]), through memory-mapped windows, so memory stays flat whatever the model's
+//! size.
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
@@ -18,6 +19,9 @@ use sha2::{Digest as _, Sha256};
 use crate::algorithm::Digest;
 use crate::canonical::{CanonicalError, to_canonical_vec};
 
+mod sha256_lanes;
+use sha256_lanes::{BLOCK, Lane};
+
 /// The manifest format's version.
 pub const MANIFEST_VERSION: u32 = 1;
 
@@ -29,12 +33,16 @@ pub const OUTPUT_FILES: &[&str] = &[
     "signet-receipt.json",
 ];
 
+const MIB: usize = 1024 * 1024;
 /// Read size per call for small files.
-const READ_BUFFER: usize = 1024 * 1024;
+const READ_BUFFER: usize = MIB;
+/// Files at least this large are memory-mapped and hashed two per thread, their SHA-256 rounds
+/// interleaved ([`sha256_lanes`]); smaller ones are read and hashed one at a time.
+const PAIRED_MIN: u64 = 4 * MIB as u64;
 /// Large files are hashed through memory maps of up to this size...
-const MAP_WINDOW: usize = 16 * 1024 * 1024;
+const MAP_WINDOW: usize = 16 * MIB;
 /// ...with all threads' windows together at most this, so memory stays flat on many cores.
-const MAP_BUDGET: usize = 48 * 1024 * 1024;
+const MAP_BUDGET: usize = 32 * MIB;
 
 /// One file of the model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -430,24 +438,20 @@ fn hash_files(
         .min(files.len().max(1));
     let mut order: Vec<usize> = (0..files.len()).collect();
     order.sort_by(|a, b| files[*b].size.cmp(&files[*a].size));
-    let map_window = (MAP_BUDGET / threads).clamp(1024 * 1024, MAP_WINDOW);
+    // Two windows per thread; whole MiB so every window starts on a page boundary.
+    let window = (MAP_BUDGET / threads / 2).clamp(MIB, MAP_WINDOW) / MIB * MIB;
     let next = AtomicUsize::new(0);
+    let take = || order.get(next.fetch_add(1, Ordering::Relaxed)).copied();
     let results: Mutex<Vec<Option<Result<String, ManifestError>>>> =
         Mutex::new((0..files.len()).map(|_| None).collect());
+    let record = |index: usize, outcome: Result<String, ManifestError>| {
+        if let Ok(mut results) = results.lock() {
+            results[index] = Some(outcome);
+        }
+    };
     std::thread::scope(|scope| {
         for _ in 0..threads {
-            scope.spawn(|| {
-                let mut buffer = vec![0u8; READ_BUFFER];
-                loop {
-                    let slot = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&index) = order.get(slot) else { break };
-                    let outcome =
-                        hash_file(&files[index].source, &mut buffer, map_window, progress);
-                    if let Ok(mut results) = results.lock() {
-                        results[index] = Some(outcome);
-                    }
-                }
-            });
+            scope.spawn(|| hash_on_this_thread(&files, &take, &record, window, progress));
         }
     });
     progress.finish();
@@ -469,12 +473,197 @@ fn hash_files(
         .collect()
 }
 
-/// `sha256:<hex>` of one file. Large files are mapped a window at a time and hashed from the
-/// page cache directly (no copy); memory stays at one window per thread.
-pub fn hash_file(
+/// One hashing thread: takes files from the shared queue until it is empty. Large files are
+/// hashed two at a time with their rounds interleaved, each pair refilled from the queue as
+/// soon as one of them ends; small ones are read and hashed on their own.
+fn hash_on_this_thread(
+    files: &[Pending],
+    take: &dyn Fn() -> Option<usize>,
+    record: &dyn Fn(usize, Result<String, ManifestError>),
+    window: usize,
+    progress: &dyn HashProgress,
+) {
+    let mut buffer = vec![0u8; READ_BUFFER];
+    let mut lanes: [Option<MappedFile>; 2] = [None, None];
+    let mut queue_empty = false;
+    loop {
+        for lane in &mut lanes {
+            while lane.is_none() && !queue_empty {
+                let Some(index) = take() else {
+                    queue_empty = true;
+                    break;
+                };
+                let file = &files[index];
+                if file.size < PAIRED_MIN {
+                    record(index, read_and_hash(&file.source, &mut buffer, progress));
+                    continue;
+                }
+                match MappedFile::open(index, &file.source, window) {
+                    Ok(mapped) => *lane = Some(mapped),
+                    Err(error) => record(index, Err(error)),
+                }
+            }
+        }
+        let mut ready = [0usize; 2];
+        let mut lane_ended = false;
+        for (lane, ready) in lanes.iter_mut().zip(&mut ready) {
+            let Some(file) = lane else { continue };
+            match file.ready() {
+                Ok(0) => {
+                    if let Some(file) = lane.take() {
+                        record(file.index, Ok(file.finish()));
+                    }
+                    lane_ended = true;
+                }
+                Ok(length) => *ready = length,
+                Err(error) => {
+                    record(file.index, Err(error));
+                    *lane = None;
+                    lane_ended = true;
+                }
+            }
+        }
+        if lane_ended && !queue_empty {
+            // Pair the survivor with the next file before hashing on.
+            continue;
+        }
+        match &mut lanes {
+            [Some(first), Some(second)] => {
+                let length = ready[0].min(ready[1]);
+                MappedFile::hash_pair(first, second, length);
+                progress.advance(2 * length as u64);
+            }
+            [Some(only), None] | [None, Some(only)] => {
+                let length = ready[0].max(ready[1]);
+                only.hash_alone(length);
+                progress.advance(length as u64);
+            }
+            [None, None] if queue_empty => break,
+            [None, None] => {}
+        }
+    }
+}
+
+/// A large file being hashed one memory-mapped window at a time, straight from the page cache
+/// (no copy); memory stays at one window per file in flight.
+struct MappedFile<'a> {
+    index: usize,
+    path: &'a Path,
+    file: File,
+    size: u64,
+    window_size: usize,
+    window: Option<memmap2::Mmap>,
+    /// Where the current window starts in the file.
+    window_offset: u64,
+    /// Bytes of the current window already hashed.
+    position: usize,
+    lane: Lane,
+}
+
+impl<'a> MappedFile<'a> {
+    fn open(index: usize, path: &'a Path, window_size: usize) -> Result<Self, ManifestError> {
+        let file = File::open(path).map_err(|source| ManifestError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let size = file
+            .metadata()
+            .map_err(|source| ManifestError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
+        Ok(Self {
+            index,
+            path,
+            file,
+            size,
+            window_size,
+            window: None,
+            window_offset: 0,
+            position: 0,
+            lane: Lane::default(),
+        })
+    }
+
+    /// How many bytes of whole blocks are ready in the current window, mapping the next window
+    /// once this one is used up; 0 at the end, where a tail shorter than a block may be left
+    /// for [`MappedFile::finish`].
+    fn ready(&mut self) -> Result<usize, ManifestError> {
+        loop {
+            if let Some(window) = &self.window {
+                let whole = window.len() - window.len() % BLOCK;
+                if self.position < whole {
+                    return Ok(whole - self.position);
+                }
+                let end = self.window_offset + window.len() as u64;
+                if end >= self.size {
+                    return Ok(0);
+                }
+                // Unmapped before the next is mapped, so memory stays at one window.
+                self.window = None;
+                self.window_offset = end;
+            }
+            if self.window_offset >= self.size {
+                return Ok(0);
+            }
+            let length = (self.size - self.window_offset).min(self.window_size as u64) as usize;
+            // SAFETY: the map is read-only and dropped before the next window. A file truncated
+            // underneath would fault; models are not rewritten while they are being signed.
+            let window = unsafe {
+                memmap2::MmapOptions::new()
+                    .offset(self.window_offset)
+                    .len(length)
+                    .populate()
+                    .map(&self.file)
+            }
+            .map_err(|source| ManifestError::Read {
+                path: self.path.to_path_buf(),
+                source,
+            })?;
+            self.window = Some(window);
+            self.position = 0;
+        }
+    }
+
+    /// Hashes `length` ready bytes of each file, interleaved on this core.
+    fn hash_pair(first: &mut Self, second: &mut Self, length: usize) {
+        let (Some(first_window), Some(second_window)) = (&first.window, &second.window) else {
+            return;
+        };
+        Lane::absorb_pair(
+            &mut first.lane,
+            &first_window[first.position..first.position + length],
+            &mut second.lane,
+            &second_window[second.position..second.position + length],
+        );
+        first.position += length;
+        second.position += length;
+    }
+
+    /// Hashes `length` ready bytes of this file alone.
+    fn hash_alone(&mut self, length: usize) {
+        if let Some(window) = &self.window {
+            self.lane
+                .absorb(&window[self.position..self.position + length]);
+            self.position += length;
+        }
+    }
+
+    /// `sha256:<hex>` of the file, taking the tail of its last window.
+    fn finish(self) -> String {
+        let tail = self
+            .window
+            .as_ref()
+            .map_or(&[][..], |window| &window[self.position..]);
+        format!("sha256:{}", hex::encode(self.lane.finish(tail)))
+    }
+}
+
+/// `sha256:<hex>` of a small file, read through `buffer`.
+fn read_and_hash(
     path: &Path,
     buffer: &mut [u8],
-    map_window: usize,
     progress: &dyn HashProgress,
 ) -> Result<String, ManifestError> {
     let read_error = |source| ManifestError::Read {
@@ -483,27 +672,6 @@ pub fn hash_file(
     };
     let mut file = File::open(path).map_err(read_error)?;
     let mut hasher = Sha256::new();
-    let size = file.metadata().map_err(read_error)?.len();
-    if size >= map_window as u64 {
-        let mut offset = 0u64;
-        while offset < size {
-            let length = (size - offset).min(map_window as u64) as usize;
-            // SAFETY: the map is read-only and dropped before the next window. A file truncated
-            // underneath would fault; models are not rewritten while they are being signed.
-            let window = unsafe {
-                memmap2::MmapOptions::new()
-                    .offset(offset)
-                    .len(length)
-                    .populate()
-                    .map(&file)
-            }
-            .map_err(read_error)?;
-            hasher.update(&window[..]);
-            progress.advance(length as u64);
-            offset += length as u64;
-        }
-        return Ok(format!("sha256:{}", hex::encode(hasher.finalize())));
-    }
     loop {
         let n = file.read(buffer).map_err(read_error)?;
         if n == 0 {
@@ -523,6 +691,43 @@ mod tests {
         let full = dir.join(path);
         std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
         std::fs::write(full, content).expect("write");
+    }
+
+    #[test]
+    fn large_files_hashed_in_pairs_match_sha2() {
+        // Sizes around the paired-hashing threshold and the map window (8 MiB with 2 threads,
+        // 4 MiB or more otherwise), with tails of every padding case, so that lanes end at
+        // different times and are refilled from the queue, alone or in pairs.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sizes = [
+            PAIRED_MIN as usize - 1,
+            PAIRED_MIN as usize,
+            PAIRED_MIN as usize + 55,
+            9 * MIB + 63,
+            17 * MIB + 64,
+            5 * MIB + 1,
+            12 * MIB,
+            3,
+        ];
+        let mut expected = Vec::new();
+        for (i, size) in sizes.iter().enumerate() {
+            let content: Vec<u8> = (0..*size)
+                .map(|n| (n as u8).wrapping_mul(7) ^ (n >> 12) as u8 ^ i as u8)
+                .collect();
+            let name = format!("shard-{i}.bin");
+            write(dir.path(), &name, &content);
+            expected.push((
+                name,
+                format!("sha256:{}", hex::encode(Sha256::digest(&content))),
+            ));
+        }
+        let manifest = build(dir.path(), &Provenance::default(), &[]).expect("manifest");
+        let got: Vec<(String, String)> = manifest
+            .files
+            .into_iter()
+            .map(|f| (f.path, f.digest))
+            .collect();
+        assert_eq!(got, expected);
     }
 
     #[test]
