@@ -189,6 +189,9 @@ bench_sign() {
     echo "{\"target\":\"signet\",\"report\":$("$signet" bench signet --server $server \
       --token-file "$work/token" --sessions 256 -c $c -d "$duration" --json)}" >> "$results"
   done
+  # The HTTP round trip alone, same client and server: what bounds latency at c = 1.
+  echo "{\"target\":\"http-floor\",\"report\":$("$signet" bench http --url $server/healthz \
+    -c 1 -d "$duration" --json)}" >> "$results"
   echo "{\"target\":\"signet-batch100\",\"report\":$("$signet" bench signet --server $server \
     --token-file "$work/token" --sessions 256 --batch 100 -c 4 -d "$duration" --json)}" >> "$results"
   local rss_kb
@@ -198,8 +201,10 @@ bench_sign() {
 
   # The log's cost (issue 4's budget): the same path at c = 8 without the log entry, the quota
   # still charged in the durable group commit ("quota"), and with no store write at all
-  # ("memory": the quota counted in memory only).
-  for mode in quota memory; do
+  # ("memory": the quota counted in memory only); and with the log whole but its commits not
+  # fsynced ("unsynced"), to split the log's cost into its own work and the fsync. c = 1 too,
+  # to show what bounds latency.
+  for mode in quota memory unsynced; do
     echo "== signet without the log ($mode)" >&2
     port=$(free_port); issuer_port=$(free_port)
     SIGNET_BENCH_UNLOGGED=$mode target/release/signet-bench-unlogged dev --dir "$work/dev-$mode" \
@@ -207,8 +212,10 @@ bench_sign() {
     dev_pid=$!
     wait_for "http://127.0.0.1:$port/readyz" 60
     curl -sf -X POST "http://127.0.0.1:$issuer_port/token" > "$work/token"
-    echo "{\"target\":\"signet-unlogged-$mode\",\"report\":$("$signet" bench signet \
-      --server http://127.0.0.1:$port --token-file "$work/token" --sessions 256 -c 8 -d "$duration" --json)}" >> "$results"
+    for c in 1 8; do
+      echo "{\"target\":\"signet-unlogged-$mode\",\"report\":$("$signet" bench signet \
+        --server http://127.0.0.1:$port --token-file "$work/token" --sessions 256 -c $c -d "$duration" --json)}" >> "$results"
+    done
     kill $dev_pid; wait $dev_pid 2>/dev/null || true
   done
 

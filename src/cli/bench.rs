@@ -30,6 +30,8 @@ pub enum BenchCommand {
     Vault(VaultArgs),
     /// Raw PKCS#11 `C_Sign` on threads, no HTTP: the floor.
     Pkcs11(Pkcs11Args),
+    /// A plain `GET` (e.g. signet's `/healthz`): the HTTP round trip alone, with the same client.
+    Http(HttpArgs),
 }
 
 /// Load shape, for every target.
@@ -88,6 +90,16 @@ pub struct VaultArgs {
     load: Load,
 }
 
+/// `signet bench http` options.
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// The URL to GET; any 2xx answer counts.
+    #[arg(long)]
+    url: String,
+    #[command(flatten)]
+    load: Load,
+}
+
 /// `signet bench pkcs11` options.
 #[derive(Debug, Args)]
 pub struct Pkcs11Args {
@@ -124,6 +136,10 @@ pub fn run(command: BenchCommand) -> Result<(), Failure> {
         BenchCommand::Pkcs11(args) => {
             let json = args.load.json;
             (bench_pkcs11(args)?, json)
+        }
+        BenchCommand::Http(args) => {
+            let json = args.load.json;
+            (runtime()?.block_on(bench_http(args))?, json)
         }
     };
     if json {
@@ -239,6 +255,18 @@ async fn bench_signet(args: SignetArgs) -> Result<Report, Failure> {
     )
     .await;
     Ok(report)
+}
+
+async fn bench_http(args: HttpArgs) -> Result<Report, Failure> {
+    let http = http_client(args.load.concurrency)?;
+    let url = args.url;
+    Ok(
+        closed_loop(args.load.concurrency, args.load.duration, 1, move |_| {
+            let (http, url) = (http.clone(), url.clone());
+            async move { answered(http.get(url)).await }
+        })
+        .await,
+    )
 }
 
 async fn bench_vault(args: VaultArgs) -> Result<Report, Failure> {

@@ -157,6 +157,12 @@ impl SqliteStore {
                 .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
                 .map_err(unavailable)?;
             migrate(&mut writer)?;
+            // Benchmark builds only: commits without their fsync, to measure what it costs.
+            #[cfg(feature = "bench-unlogged")]
+            if std::env::var("SIGNET_BENCH_UNLOGGED").as_deref() == Ok("unsynced") {
+                tracing::warn!("SIGNET_BENCH_UNLOGGED=unsynced: log commits are NOT fsynced (benchmark build only)");
+                writer.execute_batch("PRAGMA synchronous = NORMAL;").map_err(unavailable)?;
+            }
             // Checkpoints run on their own thread (see `spawn_wal_checkpointer`).
             writer
                 .execute_batch("PRAGMA wal_autocheckpoint = 0;")

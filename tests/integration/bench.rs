@@ -58,6 +58,16 @@ async fn bench_signet_and_a_batch() {
         let batch: f64 = batch.parse().expect("batch");
         assert!((ops - rps * batch).abs() < 1e-6 * ops.max(1.0), "{report}");
     }
+    // The HTTP floor against the same daemon, as scripts/bench.sh runs it.
+    let healthz = format!("{}/healthz", h.daemon.base_url);
+    let (code, stdout, stderr) = signet(
+        &[
+            "bench", "http", "--url", &healthz, "-c", "1", "-d", "1s", "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_ran(&report(&stdout), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

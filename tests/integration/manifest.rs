@@ -31,11 +31,18 @@ fn sha256sum(path: &std::path::Path) -> String {
 
 fn model(dir: &std::path::Path) {
     std::fs::create_dir_all(dir.join("weights")).expect("mkdir");
-    // Larger than a map window (16 MiB), so windowed hashing across an offset is exercised; the
-    // small files take the read path.
-    let big: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    // Two large files, hashed as a pair with their rounds interleaved when one thread takes both
+    // (each alone otherwise). The first is larger than a map window (at most 16 MiB), so it is
+    // hashed across window offsets; both end in a partial block. Small files take the read path.
+    let big: Vec<u8> = (0..20 * 1024 * 1024u32 + 7)
+        .map(|i| (i % 251) as u8)
+        .collect();
     std::fs::write(dir.join("weights/model-00001.safetensors"), &big).expect("write");
     std::fs::write(dir.join("weights/model-00002.safetensors"), b"second shard").expect("write");
+    let large: Vec<u8> = (0..6 * 1024 * 1024u32 + 13)
+        .map(|i| (i % 241) as u8)
+        .collect();
+    std::fs::write(dir.join("weights/model-00003.safetensors"), &large).expect("write");
     std::fs::write(dir.join("config.json"), b"{\"layers\": 2}").expect("write");
     std::fs::write(dir.join("empty"), b"").expect("write");
     std::fs::create_dir_all(dir.join("tokenizer")).expect("mkdir");
@@ -83,7 +90,8 @@ fn digests_match_sha256sum_and_outputs_are_left_out() {
             "empty",
             "tokenizer/vocab é 1.json",
             "weights/model-00001.safetensors",
-            "weights/model-00002.safetensors"
+            "weights/model-00002.safetensors",
+            "weights/model-00003.safetensors"
         ]
     );
     for file in files {
