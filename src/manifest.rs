@@ -41,7 +41,8 @@ const READ_BUFFER: usize = MIB;
 const PAIRED_MIN: u64 = 4 * MIB as u64;
 /// Large files are hashed through memory maps of up to this size...
 const MAP_WINDOW: usize = 16 * MIB;
-/// ...with all threads' windows together at most this, so memory stays flat on many cores.
+/// ...with all threads' windows together at most this (windows are at least 1 MiB, so past 16
+/// threads it is 1 MiB a window), so memory stays flat on many cores.
 const MAP_BUDGET: usize = 32 * MIB;
 
 /// One file of the model.
@@ -146,6 +147,17 @@ pub enum ManifestError {
     NotAFile {
         /// The path.
         path: PathBuf,
+    },
+    /// A file's size changed between the walk and its hashing: the manifest would record a
+    /// size and a digest of different contents.
+    #[error("{path} changed while the manifest was being made ({listed} bytes, then {hashed})")]
+    Changed {
+        /// The file.
+        path: PathBuf,
+        /// Its size when the directory was walked.
+        listed: u64,
+        /// Its size when it was hashed.
+        hashed: u64,
     },
     /// A provenance value is malformed.
     #[error("{0}")]
@@ -495,10 +507,13 @@ fn hash_on_this_thread(
                 };
                 let file = &files[index];
                 if file.size < PAIRED_MIN {
-                    record(index, read_and_hash(&file.source, &mut buffer, progress));
+                    record(
+                        index,
+                        read_and_hash(&file.source, file.size, &mut buffer, progress),
+                    );
                     continue;
                 }
-                match MappedFile::open(index, &file.source, window) {
+                match MappedFile::open(index, file, window) {
                     Ok(mapped) => *lane = Some(mapped),
                     Err(error) => record(index, Err(error)),
                 }
@@ -511,7 +526,7 @@ fn hash_on_this_thread(
             match file.ready() {
                 Ok(0) => {
                     if let Some(file) = lane.take() {
-                        record(file.index, Ok(file.finish()));
+                        record(file.index, Ok(file.finish(progress)));
                     }
                     lane_ended = true;
                 }
@@ -561,7 +576,8 @@ struct MappedFile<'a> {
 }
 
 impl<'a> MappedFile<'a> {
-    fn open(index: usize, path: &'a Path, window_size: usize) -> Result<Self, ManifestError> {
+    fn open(index: usize, listed: &'a Pending, window_size: usize) -> Result<Self, ManifestError> {
+        let path = listed.source.as_path();
         let file = File::open(path).map_err(|source| ManifestError::Read {
             path: path.to_path_buf(),
             source,
@@ -573,6 +589,13 @@ impl<'a> MappedFile<'a> {
                 source,
             })?
             .len();
+        if size != listed.size {
+            return Err(ManifestError::Changed {
+                path: path.to_path_buf(),
+                listed: listed.size,
+                hashed: size,
+            });
+        }
         Ok(Self {
             index,
             path,
@@ -629,7 +652,7 @@ impl<'a> MappedFile<'a> {
     /// Hashes `length` ready bytes of each file, interleaved on this core.
     fn hash_pair(first: &mut Self, second: &mut Self, length: usize) {
         let (Some(first_window), Some(second_window)) = (&first.window, &second.window) else {
-            return;
+            unreachable!("bytes are ready only in a mapped window");
         };
         Lane::absorb_pair(
             &mut first.lane,
@@ -643,19 +666,21 @@ impl<'a> MappedFile<'a> {
 
     /// Hashes `length` ready bytes of this file alone.
     fn hash_alone(&mut self, length: usize) {
-        if let Some(window) = &self.window {
-            self.lane
-                .absorb(&window[self.position..self.position + length]);
-            self.position += length;
-        }
+        let Some(window) = &self.window else {
+            unreachable!("bytes are ready only in a mapped window");
+        };
+        self.lane
+            .absorb(&window[self.position..self.position + length]);
+        self.position += length;
     }
 
     /// `sha256:<hex>` of the file, taking the tail of its last window.
-    fn finish(self) -> String {
+    fn finish(self, progress: &dyn HashProgress) -> String {
         let tail = self
             .window
             .as_ref()
             .map_or(&[][..], |window| &window[self.position..]);
+        progress.advance(tail.len() as u64);
         format!("sha256:{}", hex::encode(self.lane.finish(tail)))
     }
 }
@@ -663,6 +688,7 @@ impl<'a> MappedFile<'a> {
 /// `sha256:<hex>` of a small file, read through `buffer`.
 fn read_and_hash(
     path: &Path,
+    listed_size: u64,
     buffer: &mut [u8],
     progress: &dyn HashProgress,
 ) -> Result<String, ManifestError> {
@@ -672,13 +698,22 @@ fn read_and_hash(
     };
     let mut file = File::open(path).map_err(read_error)?;
     let mut hasher = Sha256::new();
+    let mut hashed = 0u64;
     loop {
         let n = file.read(buffer).map_err(read_error)?;
         if n == 0 {
             break;
         }
         hasher.update(&buffer[..n]);
+        hashed += n as u64;
         progress.advance(n as u64);
+    }
+    if hashed != listed_size {
+        return Err(ManifestError::Changed {
+            path: path.to_path_buf(),
+            listed: listed_size,
+            hashed,
+        });
     }
     Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
 }
@@ -695,9 +730,10 @@ mod tests {
 
     #[test]
     fn large_files_hashed_in_pairs_match_sha2() {
-        // Sizes around the paired-hashing threshold and the map window (8 MiB with 2 threads,
-        // 4 MiB or more otherwise), with tails of every padding case, so that lanes end at
-        // different times and are refilled from the queue, alone or in pairs.
+        // Sizes around the paired-hashing threshold and the map window (whole MiB, 8 MiB with
+        // 2 threads), so that lanes end at different times and are refilled from the queue;
+        // which files end up paired depends on the threads' timing. The padding cases
+        // themselves are covered in `sha256_lanes`.
         let dir = tempfile::tempdir().expect("tempdir");
         let sizes = [
             PAIRED_MIN as usize - 1,
@@ -728,6 +764,29 @@ mod tests {
             .map(|f| (f.path, f.digest))
             .collect();
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_file_whose_size_changed_after_the_walk_is_an_error() {
+        // The manifest must never pair one size with another content's digest.
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, size) in [("small.bin", 10usize), ("large.bin", PAIRED_MIN as usize)] {
+            write(dir.path(), name, &vec![1u8; size]);
+            let listed = Pending {
+                source: dir.path().join(name),
+                path: name.to_string(),
+                size: size as u64 + 1,
+            };
+            let outcome = if size < PAIRED_MIN as usize {
+                read_and_hash(&listed.source, listed.size, &mut [0u8; 64], &())
+            } else {
+                MappedFile::open(0, &listed, MIB).map(|_| String::new())
+            };
+            assert!(
+                matches!(outcome, Err(ManifestError::Changed { listed: l, hashed: h, .. }) if l == size as u64 + 1 && h == size as u64),
+                "{name}: {outcome:?}"
+            );
+        }
     }
 
     #[test]

@@ -284,9 +284,11 @@ mod tests {
     fn pairs_match_sha2_for_every_padding_case() {
         // Every tail length around the one-block/two-block padding boundary, and multi-block
         // bodies of unequal lengths so each lane ends paired, alone, or first.
-        let lengths = (0..=130).chain([191, 192, 193, 1000, 4096, 65_536 + 55, 100_003]);
-        for (i, first_length) in lengths.clone().enumerate() {
-            let second_length = lengths.clone().nth((i * 7 + 3) % 138).unwrap_or(0);
+        let lengths: Vec<usize> = (0..=130)
+            .chain([191, 192, 193, 1000, 4096, 65_536 + 55, 100_003])
+            .collect();
+        for (i, &first_length) in lengths.iter().enumerate() {
+            let second_length = lengths[(i * 7 + 3) % lengths.len()];
             let first = message(first_length, 1);
             let second = message(second_length, 2);
             let (a, b) = paired(&first, &second);
@@ -296,20 +298,44 @@ mod tests {
     }
 
     #[test]
-    fn the_portable_path_matches_sha2() {
-        let data = message(1000, 5);
-        let mut state = INITIAL_STATE;
-        let mut expected = INITIAL_STATE;
-        compress_portable(&mut state, &data[..960]);
-        #[cfg(target_arch = "x86_64")]
+    #[cfg(target_arch = "x86_64")]
+    fn sha_ni_and_the_portable_path_agree() {
+        // Whichever path `Lane` takes on this CPU, the other one is checked here too.
+        let data = message(960, 5);
+        let mut portable = INITIAL_STATE;
+        compress_portable(&mut portable, &data);
         if shani::available() {
-            // SAFETY: features checked; whole blocks.
-            unsafe { shani::compress([&mut expected], [&data[..960]]) };
-            assert_eq!(state, expected);
+            let (mut one, mut first, mut second) = (INITIAL_STATE, INITIAL_STATE, INITIAL_STATE);
+            let other = message(960, 6);
+            let mut other_portable = INITIAL_STATE;
+            compress_portable(&mut other_portable, &other);
+            // SAFETY: features checked; whole blocks of equal length.
+            unsafe {
+                shani::compress([&mut one], [&data[..]]);
+                shani::compress([&mut first, &mut second], [&data[..], &other[..]]);
+            }
+            assert_eq!(one, portable);
+            assert_eq!((first, second), (portable, other_portable));
         }
-        let mut lane = Lane::default();
-        lane.absorb(&data[..960]);
-        assert_eq!(lane.finish(&data[960..]), reference(&data));
+    }
+
+    #[test]
+    fn a_tail_of_whole_blocks_is_absorbed_before_padding() {
+        for length in [64, 100, 128, 200, 1000] {
+            let data = message(length, 4);
+            assert_eq!(
+                Lane::default().finish(&data),
+                reference(&data),
+                "length {length}"
+            );
+            let mut lane = Lane::default();
+            lane.absorb(&data[..64]);
+            assert_eq!(
+                lane.finish(&data[64..]),
+                reference(&data),
+                "length {length}"
+            );
+        }
     }
 
     #[test]
