@@ -17,9 +17,9 @@ echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 
 echo "== cargo clippy -D warnings" >&2
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 # The benchmark's build without the log (scripts/bench.sh) must not rot either.
 cargo clippy --locked --no-default-features --features bench-unlogged -- -D warnings
 
 echo "== cargo test" >&2
-cargo test --locked --all-targets
+cargo test --locked --workspace --all-targets

@@ -3,9 +3,9 @@
 //!
 //! The walk is deterministic: relative `/`-separated paths in byte order. `.git` and signet's
 //! own output files are left out; symlinks are followed only to files inside the model
-//! directory. Files are hashed in parallel, two per core with their rounds interleaved
-//! ([`sha256_lanes`]), through memory-mapped windows, so memory stays flat whatever the model's
-//! size.
+//! directory. Files are hashed in parallel, two per core with their rounds interleaved (the
+//! `sha256-lanes` crate), through memory-mapped windows, so memory stays flat whatever the
+//! model's size.
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
@@ -19,7 +19,6 @@ use sha2::{Digest as _, Sha256};
 use crate::algorithm::Digest;
 use crate::canonical::{CanonicalError, to_canonical_vec};
 
-mod sha256_lanes;
 use sha256_lanes::{BLOCK, Lane};
 
 /// The manifest format's version.
@@ -37,7 +36,7 @@ const MIB: usize = 1024 * 1024;
 /// Read size per call for small files.
 const READ_BUFFER: usize = MIB;
 /// Files at least this large are memory-mapped and hashed two per thread, their SHA-256 rounds
-/// interleaved ([`sha256_lanes`]); smaller ones are read and hashed one at a time.
+/// interleaved (the `sha256-lanes` crate); smaller ones are read and hashed one at a time.
 const PAIRED_MIN: u64 = 4 * MIB as u64;
 /// Large files are hashed through memory maps of up to this size...
 const MAP_WINDOW: usize = 16 * MIB;
@@ -733,7 +732,7 @@ mod tests {
         // Sizes around the paired-hashing threshold and the map window (whole MiB, 8 MiB with
         // 2 threads), so that lanes end at different times and are refilled from the queue;
         // which files end up paired depends on the threads' timing. The padding cases
-        // themselves are covered in `sha256_lanes`.
+        // themselves are covered in the `sha256-lanes` crate.
         let dir = tempfile::tempdir().expect("tempdir");
         let sizes = [
             PAIRED_MIN as usize - 1,
