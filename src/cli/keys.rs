@@ -57,8 +57,8 @@ pub enum KeysCommand {
         /// JWKS URL or file.
         #[arg(long)]
         jwks: String,
-        /// The kid a signature names.
-        #[arg(long)]
+        /// The kid a signature names. A thumbprint is base64url, so it may start with `-`.
+        #[arg(long, allow_hyphen_values = true)]
         kid: String,
     },
 }

@@ -120,3 +120,40 @@ async fn health_and_readiness() {
         .expect("get");
     assert_eq!(ready.status().as_u16(), 200);
 }
+
+#[test]
+fn keys_pem_takes_a_kid_that_starts_with_a_dash() {
+    // RFC 7638 kids are base64url: one in 64 starts with `-`, which a CLI must not read as a flag
+    // (the printed walk-through passes `--kid "$(cat kid.txt)"`).
+    use p256::pkcs8::EncodePublicKey;
+    let jwk = (0..10_000)
+        .find_map(|_| {
+            let secret = p256::SecretKey::random(&mut rand::thread_rng());
+            let spki = secret.public_key().to_public_key_der().expect("spki");
+            let jwk =
+                signet::jwks::jwk_from_spki(spki.as_bytes(), signet::algorithm::Algorithm::ES256)
+                    .expect("jwk");
+            jwk.kid.starts_with('-').then_some((jwk, spki))
+        })
+        .expect("a key whose thumbprint starts with '-'");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, serde_json::json!({ "keys": [jwk.0] }).to_string()).expect("write");
+    let (code, stdout, stderr) = crate::workflow::signet(
+        &[
+            "keys",
+            "pem",
+            "--jwks",
+            &jwks.display().to_string(),
+            "--kid",
+            &jwk.0.kid,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let expected = jwk
+        .1
+        .to_pem("PUBLIC KEY", p256::pkcs8::LineEnding::LF)
+        .expect("pem");
+    assert_eq!(stdout.trim(), expected.trim());
+}
