@@ -149,7 +149,9 @@ pub enum ManifestError {
     },
     /// A file's size changed between the walk and its hashing: the manifest would record a
     /// size and a digest of different contents.
-    #[error("{path} changed while the manifest was being made ({listed} bytes, then {hashed})")]
+    #[error(
+        "{path} changed while it was being hashed ({listed} bytes when listed, {hashed} when hashed)"
+    )]
     Changed {
         /// The file.
         path: PathBuf,
