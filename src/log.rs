@@ -30,6 +30,8 @@ use merkle::{Hash, MerkleError, Tree};
 
 /// Most leaves committed in one transaction.
 const MAX_LEAVES_PER_COMMIT: usize = 10_000;
+/// A commit at least this slow is logged as a warning (the disk or the host stalled).
+const SLOW_COMMIT: Duration = Duration::from_millis(100);
 /// Requests waiting for the writer before callers are made to wait for room.
 const QUEUE_DEPTH: usize = 4096;
 
@@ -383,12 +385,21 @@ fn write_loop(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<AppendRequestH
         let appends = items.len();
         let started = std::time::Instant::now();
         let result = store.append_log_blocking(items);
+        let took = started.elapsed();
         tracing::debug!(
             appends,
             leaves = total,
-            commit_us = started.elapsed().as_micros() as u64,
+            commit_us = took.as_micros() as u64,
             "log commit"
         );
+        if took >= SLOW_COMMIT {
+            tracing::warn!(
+                appends,
+                leaves = total,
+                took_ms = took.as_millis() as u64,
+                "slow log commit: signing waits on it"
+            );
+        }
         match result {
             Ok(outcomes) if outcomes.len() == replies.len() => {
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {

@@ -115,6 +115,9 @@ impl Drop for ReaderLease {
 
 /// How often the WAL is copied back into the database, off the writer's path.
 const WAL_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// A checkpoint on the writer at least this slow is logged as a warning.
+const SLOW_CHECKPOINT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Log commits between checkpoints on the writer's own connection (a few MB of WAL).
 const COMMITS_PER_WRITER_CHECKPOINT: u32 = 256;
 
@@ -758,6 +761,7 @@ impl Store for SqliteStore {
             return;
         }
         let Ok(c) = self.writer.lock() else { return };
+        let started = std::time::Instant::now();
         let checkpoint = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             Ok((
                 row.get::<_, i64>(0)?,
@@ -765,6 +769,14 @@ impl Store for SqliteStore {
                 row.get::<_, i64>(2)?,
             ))
         });
+        let took = started.elapsed();
+        if took >= SLOW_CHECKPOINT {
+            // Appends wait behind it: an operator should see where a stall came from.
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                "slow WAL checkpoint on the log writer"
+            );
+        }
         match checkpoint {
             // Complete: every frame copied. Busy (the background checkpointer holds the lock,
             // answered as (1, -1, -1)) or a reader still in the WAL: try after the next commit.
