@@ -3,8 +3,18 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-/// Starts `signet dev` in `dir` on free ports and returns the child and the walk-through text.
-fn start_dev(dir: &std::path::Path) -> (std::process::Child, String) {
+/// A running `signet dev`, stopped when dropped, so a failed assertion does not leave it behind.
+struct DevDaemon(std::process::Child);
+
+impl Drop for DevDaemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `signet dev` in `dir` on free ports and returns it and the walk-through text.
+fn start_dev(dir: &std::path::Path) -> (DevDaemon, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_signet"))
         .args([
             "dev",
@@ -30,7 +40,7 @@ fn start_dev(dir: &std::path::Path) -> (std::process::Child, String) {
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    (child, text)
+    (DevDaemon(child), text)
 }
 
 fn commands_of(walkthrough: &str) -> String {
@@ -50,7 +60,7 @@ fn commands_of(walkthrough: &str) -> String {
 #[test]
 fn the_printed_walkthrough_signs_and_openssl_verifies() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut child, walkthrough) = start_dev(dir.path());
+    let (daemon, walkthrough) = start_dev(dir.path());
     assert!(walkthrough.contains("DEVELOPMENT ONLY"), "{walkthrough}");
     let script = commands_of(&walkthrough);
     let output = Command::new("bash")
@@ -71,12 +81,11 @@ fn the_printed_walkthrough_signs_and_openssl_verifies() {
     );
     assert!(stdout.contains("log verified"), "{stdout}\n{stderr}");
     assert!(stdout.contains("verified: 2 files"), "{stdout}\n{stderr}");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(daemon);
 
     // A second start reuses the token and its keys: same kids.
     let kid = std::fs::read_to_string(dir.path().join("kid.txt")).expect("kid.txt");
-    let (mut child, walkthrough) = start_dev(dir.path());
+    let (daemon, walkthrough) = start_dev(dir.path());
     let server = walkthrough
         .lines()
         .find_map(|l| l.trim().strip_prefix("daemon:"))
@@ -87,8 +96,7 @@ fn the_printed_walkthrough_signs_and_openssl_verifies() {
         .args(["-sf", &format!("{server}/.well-known/jwks.json")])
         .output()
         .expect("curl");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(daemon);
     assert!(
         String::from_utf8_lossy(&jwks.stdout).contains(kid.trim()),
         "kid changed across restarts"
