@@ -351,6 +351,12 @@ fn git_head(model: &Path) -> Option<String> {
     }
 }
 
+/// Makes the error for an I/O failure on `path`.
+fn read_error(path: &Path) -> impl FnOnce(std::io::Error) -> ManifestError {
+    let path = path.to_path_buf();
+    move |source| ManifestError::Read { path, source }
+}
+
 /// A file to hash: where it is read from, and the path it is recorded under.
 struct Pending {
     source: PathBuf,
@@ -359,10 +365,6 @@ struct Pending {
 }
 
 fn list_files(model: &Path, skip: &[PathBuf]) -> Result<Vec<Pending>, ManifestError> {
-    let read_error = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ManifestError::Read { path, source }
-    };
     let metadata = std::fs::metadata(model).map_err(read_error(model))?;
     if metadata.is_file() {
         let name = model.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
@@ -579,17 +581,8 @@ struct MappedFile<'a> {
 impl<'a> MappedFile<'a> {
     fn open(index: usize, listed: &'a Pending, window_size: usize) -> Result<Self, ManifestError> {
         let path = listed.source.as_path();
-        let file = File::open(path).map_err(|source| ManifestError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let size = file
-            .metadata()
-            .map_err(|source| ManifestError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?
-            .len();
+        let file = File::open(path).map_err(read_error(path))?;
+        let size = file.metadata().map_err(read_error(path))?.len();
         if size != listed.size {
             return Err(ManifestError::Changed {
                 path: path.to_path_buf(),
@@ -641,10 +634,7 @@ impl<'a> MappedFile<'a> {
                     .populate()
                     .map(&self.file)
             }
-            .map_err(|source| ManifestError::Read {
-                path: self.path.to_path_buf(),
-                source,
-            })?;
+            .map_err(read_error(self.path))?;
             self.window = Some(window);
             self.position = 0;
         }
@@ -693,15 +683,12 @@ fn read_and_hash(
     buffer: &mut [u8],
     progress: &dyn HashProgress,
 ) -> Result<String, ManifestError> {
-    let read_error = |source| ManifestError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = File::open(path).map_err(read_error)?;
+    let mut file = File::open(path).map_err(read_error(path))?;
     let mut hasher = Sha256::new();
     let mut hashed = 0u64;
     loop {
-        let n = file.read(buffer).map_err(read_error)?;
+        // The error (and its path copy) only when a read fails, not on every read.
+        let n = file.read(buffer).map_err(|e| read_error(path)(e))?;
         if n == 0 {
             break;
         }

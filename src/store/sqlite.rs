@@ -1,5 +1,6 @@
-//! The embedded default store: one SQLite file in WAL mode. Calls run on blocking threads over one
-//! connection; SQLite serializes writers anyway, and each call is a short transaction.
+//! The embedded default store: one SQLite file in WAL mode. Calls run on blocking threads: writes
+//! over one connection (SQLite serializes writers anyway), reads over a small pool beside it;
+//! each call is a short transaction.
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
