@@ -12,14 +12,20 @@ pub enum Algorithm {
     PS256,
     /// RSASSA-PKCS1-v1_5 with SHA-256.
     RS256,
+    /// Ed25519 (RFC 8032), over the whole message: the log key's algorithm, for C2SP signed
+    /// notes. It signs no caller's digest.
+    EdDSA,
 }
 
 impl Algorithm {
-    /// The digest this algorithm signs.
-    pub fn digest_algorithm(self) -> DigestAlgorithm {
+    /// The digest this algorithm signs; `None` for EdDSA, which signs whole messages.
+    pub fn digest_algorithm(self) -> Option<DigestAlgorithm> {
         match self {
-            Algorithm::ES384 => DigestAlgorithm::Sha384,
-            Algorithm::ES256 | Algorithm::PS256 | Algorithm::RS256 => DigestAlgorithm::Sha256,
+            Algorithm::ES384 => Some(DigestAlgorithm::Sha384),
+            Algorithm::ES256 | Algorithm::PS256 | Algorithm::RS256 => {
+                Some(DigestAlgorithm::Sha256)
+            }
+            Algorithm::EdDSA => None,
         }
     }
 
@@ -30,6 +36,7 @@ impl Algorithm {
             Algorithm::ES384 => "ES384",
             Algorithm::PS256 => "PS256",
             Algorithm::RS256 => "RS256",
+            Algorithm::EdDSA => "EdDSA",
         }
     }
 
@@ -53,6 +60,7 @@ impl std::str::FromStr for Algorithm {
             "ES384" => Ok(Algorithm::ES384),
             "PS256" => Ok(Algorithm::PS256),
             "RS256" => Ok(Algorithm::RS256),
+            "EdDSA" => Ok(Algorithm::EdDSA),
             _ => Err(DigestError::UnknownAlgorithm),
         }
     }
@@ -102,8 +110,8 @@ pub enum DigestError {
         /// The number of hex digits it needs.
         hex_len: usize,
     },
-    /// Not one of ES256, ES384, PS256, RS256.
-    #[error("unknown algorithm (expected ES256, ES384, PS256 or RS256)")]
+    /// Not one of ES256, ES384, PS256, RS256, EdDSA.
+    #[error("unknown algorithm (expected ES256, ES384, PS256, RS256 or EdDSA)")]
     UnknownAlgorithm,
 }
 

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod log;
 pub mod sessions;
 pub mod sign;
+pub mod trust;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -68,10 +69,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys", get(keys::list))
         .route("/v1/keys/{name}/rotate", post(keys::rotate))
         .route("/v1/keys/{name}/retire", post(keys::retire))
+        .route("/v1/keys/{name}/revoke", post(keys::revoke))
+        .route("/v1/trust", get(trust::trust))
         .route("/v1/sessions", post(sessions::create))
+        .route("/v1/sessions/revoke", post(sessions::revoke))
         .route("/v1/sessions/current", delete(sessions::end))
         .route("/v1/sign", post(sign::sign))
         .route("/v1/log/checkpoint", get(log::checkpoint))
+        .route("/v1/log/vkey", get(log::vkey))
         .route("/v1/log/entries", get(log::entries))
         .route("/v1/log/entries/{index}", get(log::entry))
         .route("/v1/log/proof/inclusion", get(log::inclusion))

@@ -22,6 +22,8 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     /// The tamper-evident log.
     pub log: Log,
+    /// The log key as verifiers pin it (`GET /v1/log/vkey`).
+    pub log_key: Arc<crate::note::VerifierKey>,
     /// The time source.
     pub clock: Arc<dyn Clock>,
     /// Immutable session facts, to spare the signing path a store read.

@@ -459,7 +459,9 @@ pub fn ecdsa_raw_to_der(algorithm: Algorithm, raw: &[u8]) -> Result<Vec<u8>, Str
         Algorithm::ES384 => p384::ecdsa::Signature::from_slice(raw)
             .map(|s| s.to_der().as_bytes().to_vec())
             .map_err(|_| format!("ECDSA P-384 signature of {} bytes, expected 96", raw.len())),
-        Algorithm::PS256 | Algorithm::RS256 => Err("not an ECDSA algorithm".to_string()),
+        Algorithm::PS256 | Algorithm::RS256 | Algorithm::EdDSA => {
+            Err("not an ECDSA algorithm".to_string())
+        }
     }
 }
 

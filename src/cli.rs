@@ -7,7 +7,9 @@ pub mod log;
 pub mod manifest;
 pub mod progress;
 pub mod serve;
+pub mod sessions;
 pub mod sign;
+pub mod trust;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -59,11 +61,19 @@ pub enum Command {
     Sign(sign::SignArgs),
     /// Verify a signed model at deployment: files, signatures, log inclusion, signer identity.
     Verify(verify::VerifyArgs),
+    /// Fetch and check the log's trust root (key versions proven in the log) for verifiers.
+    Trust(trust::TrustArgs),
     /// Inspect keys.
     Keys {
         /// What to do.
         #[command(subcommand)]
         command: keys::KeysCommand,
+    },
+    /// End live signing sessions (an administrator).
+    Sessions {
+        /// What to do.
+        #[command(subcommand)]
+        command: sessions::SessionsCommand,
     },
     /// Measure: a closed-loop load generator (signet, Vault Transit) and the raw PKCS#11 floor.
     Bench {
@@ -125,8 +135,10 @@ pub fn main() -> ExitCode {
         Command::Manifest(args) => manifest::run(args),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Trust(args) => trust::run(args),
         Command::Keys { command } => keys::run(command),
         Command::Log { command } => log::run(command),
+        Command::Sessions { command } => sessions::run(command),
         Command::Bench { command } => bench::run(command),
     };
     match outcome {

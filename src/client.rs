@@ -38,6 +38,15 @@ pub enum ClientError {
         /// The problem's `detail`, if any.
         detail: String,
     },
+    /// Plain HTTP to a host that is not loopback, without `--insecure-http` (exit 2).
+    #[error(
+        "{url}: refusing plain http:// to a host that is not loopback (anyone on the path could \
+         change the answer); use https://, or --insecure-http"
+    )]
+    InsecureTransport {
+        /// The URL.
+        url: String,
+    },
     /// The answer is not what the API promises (exit 1).
     #[error("{url}: unexpected answer: {reason}")]
     Malformed {
@@ -61,7 +70,9 @@ impl ClientError {
     pub fn is_io(&self) -> bool {
         matches!(
             self,
-            ClientError::Unreachable { .. } | ClientError::File { .. }
+            ClientError::Unreachable { .. }
+                | ClientError::File { .. }
+                | ClientError::InsecureTransport { .. }
         )
     }
 
@@ -70,7 +81,7 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         match self {
             ClientError::Unreachable { .. } => true,
-            ClientError::File { .. } => false,
+            ClientError::File { .. } | ClientError::InsecureTransport { .. } => false,
             ClientError::Refused { status, code, .. } => *status == 503 || code == "rate_limited",
             ClientError::Malformed { .. } => false,
         }
@@ -106,8 +117,52 @@ pub struct Client {
     base: String,
 }
 
+/// Whether `url` may be fetched: `https://`, or `http://` to a loopback host (or anywhere when
+/// `insecure_http`).
+pub fn check_transport(url: &str, insecure_http: bool) -> Result<(), ClientError> {
+    let insecure = || ClientError::InsecureTransport {
+        url: url.to_string(),
+    };
+    let parsed = url::Url::parse(url).map_err(|_| ClientError::Unreachable {
+        url: url.to_string(),
+        reason: "not a URL".into(),
+    })?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if insecure_http => Ok(()),
+        "http" => match parsed.host() {
+            Some(url::Host::Domain(name)) if name.eq_ignore_ascii_case("localhost") => Ok(()),
+            Some(url::Host::Ipv4(ip)) if ip.is_loopback() => Ok(()),
+            Some(url::Host::Ipv6(ip)) if ip.is_loopback() => Ok(()),
+            _ => Err(insecure()),
+        },
+        _ => Err(ClientError::Unreachable {
+            url: url.to_string(),
+            reason: "only http:// and https:// URLs are supported".into(),
+        }),
+    }
+}
+
+/// Reads a small text document from a URL (checked by `check_transport`) or a file.
+pub async fn load_text(source: &str, insecure_http: bool) -> Result<String, ClientError> {
+    if source.starts_with("http://") || source.starts_with("https://") {
+        let client = Client::connect(source, insecure_http)?;
+        return client.get_text("").await;
+    }
+    std::fs::read_to_string(source).map_err(|e| ClientError::File {
+        path: source.to_string(),
+        reason: e.to_string(),
+    })
+}
+
 impl Client {
-    /// A client for `server` (e.g. `http://127.0.0.1:8420`).
+    /// A client for `server`, refusing plain HTTP off loopback unless `insecure_http`.
+    pub fn connect(server: &str, insecure_http: bool) -> Result<Client, ClientError> {
+        check_transport(server, insecure_http)?;
+        Client::new(server)
+    }
+
+    /// A client for `server` (e.g. `http://127.0.0.1:8420`), whatever its scheme.
     pub fn new(server: &str) -> Result<Client, ClientError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -228,9 +283,9 @@ impl Client {
 }
 
 /// Reads a JWKS from a URL or a file.
-pub async fn load_jwks(source: &str) -> Result<JwkSet, ClientError> {
+pub async fn load_jwks(source: &str, insecure_http: bool) -> Result<JwkSet, ClientError> {
     if source.starts_with("http://") || source.starts_with("https://") {
-        let client = Client::new(source)?;
+        let client = Client::connect(source, insecure_http)?;
         return client.get_json("").await;
     }
     let text = std::fs::read_to_string(source).map_err(|e| ClientError::File {

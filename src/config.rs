@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::algorithm::Algorithm;
+
 pub use backend::BackendConfig;
 pub use issuer::IssuerConfig;
 pub use keys::KeyConfig;
@@ -187,13 +189,8 @@ impl Config {
             }
         }
 
-        let log_key_algorithm = self
-            .keys
-            .iter()
-            .find(|k| k.name == self.log.key)
-            .map(|k| k.algorithm);
-        self.log
-            .validate(&key_names, log_key_algorithm, &mut problems);
+        self.log.validate(&key_names, &mut problems);
+        self.validate_log_key(&mut problems);
 
         let mut policy_names = Vec::new();
         for (i, policy) in self.policies.iter().enumerate() {
@@ -228,6 +225,65 @@ impl Config {
             }
         }
         problems
+    }
+
+    /// The log key is a fixed role: Ed25519, never rotated, in a backend that can hold it, and
+    /// sharing no backend key with any other key (a caller who could sign with its material
+    /// could forge checkpoints).
+    fn validate_log_key(&self, problems: &mut Problems) {
+        for (i, key) in self.keys.iter().enumerate() {
+            let field = format!("keys[{i}]");
+            let is_log_key = key.name == self.log.key;
+            if is_log_key && key.algorithm != Algorithm::EdDSA {
+                problems.push(
+                    format!("{field}.algorithm"),
+                    format!(
+                        "{:?} is the log key ([log] key): it must be \"EdDSA\" (checkpoints are \
+                         Ed25519 C2SP signed notes)",
+                        key.name
+                    ),
+                );
+            }
+            if !is_log_key && key.algorithm == Algorithm::EdDSA {
+                problems.push(
+                    format!("{field}.algorithm"),
+                    "\"EdDSA\" is for the log key ([log] key) only",
+                );
+            }
+            if !is_log_key {
+                continue;
+            }
+            if key.rotation_period.is_some() {
+                problems.push(
+                    format!("{field}.rotation_period"),
+                    "the log key is never rotated (a new log key is a new log with a new origin)",
+                );
+            }
+            if let Some(backend) = self.backends.get(&key.backend)
+                && backend.kind() == "aws_kms"
+            {
+                problems.push(
+                    format!("{field}.backend"),
+                    "the log key cannot be kept in AWS KMS here (LocalStack cannot create Ed25519 \
+                     keys, so the path is untested): put it in a pkcs11, vault_transit or gcp_kms \
+                     backend",
+                );
+            }
+            for (j, other) in self.keys.iter().enumerate() {
+                if j != i && other.backend == key.backend && other.backend_key() == key.backend_key()
+                {
+                    problems.push(
+                        format!("keys[{j}].backend_key"),
+                        format!(
+                            "{:?} would share backend key {:?} with the log key {:?}",
+                            other.name,
+                            key.backend_key(),
+                            key.name
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     /// The key configuration named `name`.

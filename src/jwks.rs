@@ -111,6 +111,21 @@ pub fn jwk_from_spki(spki: &[u8], algorithm: Algorithm) -> Result<Jwk, JwkError>
                 e: Some(b64(&key.e().to_bytes_be())),
             }
         }
+        // RFC 8037: an Ed25519 key is an OKP JWK (the log key's `kid`; it is never published).
+        Algorithm::EdDSA => {
+            let raw = crate::signature::ed25519_raw(spki).ok_or_else(invalid)?;
+            Jwk {
+                kty: "OKP".into(),
+                kid: String::new(),
+                alg: algorithm.as_str().into(),
+                use_: "sig".into(),
+                crv: Some("Ed25519".into()),
+                x: Some(b64(&raw)),
+                y: None,
+                n: None,
+                e: None,
+            }
+        }
     };
     jwk.kid = thumbprint(&jwk)?;
     Ok(jwk)
@@ -138,7 +153,13 @@ pub fn thumbprint(jwk: &Jwk) -> Result<String, JwkError> {
             };
             format!(r#"{{"e":{},"kty":"RSA","n":{}}}"#, quote(e), quote(n))
         }
-        _ => return Err(JwkError::Malformed("kty must be EC or RSA")),
+        "OKP" => {
+            let (Some(crv), Some(x)) = (&jwk.crv, &jwk.x) else {
+                return Err(JwkError::Malformed("OKP key needs crv and x"));
+            };
+            format!(r#"{{"crv":{},"kty":"OKP","x":{}}}"#, quote(crv), quote(x))
+        }
+        _ => return Err(JwkError::Malformed("kty must be EC, RSA or OKP")),
     };
     Ok(b64(&Sha256::digest(canonical.as_bytes())))
 }
@@ -180,6 +201,15 @@ pub fn spki_from_jwk(jwk: &Jwk) -> Result<(Algorithm, Vec<u8>), JwkError> {
                 .map_err(|_| invalid())?
                 .to_public_key_der()
                 .map_err(|_| invalid())?
+        }
+        Algorithm::EdDSA => {
+            let raw: [u8; 32] = decode(&jwk.x, "x")?
+                .try_into()
+                .map_err(|_| invalid())?;
+            if jwk.crv.as_deref() != Some("Ed25519") {
+                return Err(invalid());
+            }
+            return Ok((algorithm, crate::signature::ed25519_spki(&raw)));
         }
     };
     Ok((algorithm, der.as_bytes().to_vec()))

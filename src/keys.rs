@@ -51,6 +51,12 @@ pub enum KeyError {
         /// Why.
         reason: String,
     },
+    /// The log key is a fixed role: never rotated, retired or revoked through signet.
+    #[error(
+        "key {0} is the log key: it is never rotated, retired or revoked through signet (a new \
+         log key is a new log with a new origin)"
+    )]
+    LogKey(String),
     /// What the store recorded no longer matches the config or the backend.
     #[error("key {key}: {reason}")]
     Inconsistent {
@@ -207,6 +213,8 @@ impl ManagedKey {
 #[derive(Debug)]
 pub struct KeyRing {
     keys: BTreeMap<String, Arc<ManagedKey>>,
+    /// The `[log] key`: signs checkpoints only, never published in the JWKS.
+    log_key: String,
     published: RwLock<Arc<PublishedJwks>>,
 }
 
@@ -264,6 +272,7 @@ impl KeyRing {
         }
         let ring = KeyRing {
             keys,
+            log_key: config.log.key.clone(),
             published: RwLock::new(Arc::new(PublishedJwks::new(Vec::new()))),
         };
         let context = KeyContext { store, log, clock };
@@ -277,8 +286,39 @@ impl KeyRing {
             )
             .await?;
         }
+        ring.check_log_key_apart()?;
         ring.republish()?;
         Ok(ring)
+    }
+
+    /// No other key may hold the log key's material: whoever could sign with it could forge
+    /// checkpoints. The config refuses a shared backend key name; this catches one backend key
+    /// reached under two names (an alias, another label of the same object).
+    fn check_log_key_apart(&self) -> Result<(), KeyError> {
+        let log_key = self.get(&self.log_key)?;
+        let log_spkis: Vec<Vec<u8>> = log_key
+            .versions()
+            .into_iter()
+            .map(|v| v.public_key_spki)
+            .collect();
+        for key in self.keys.values() {
+            if self.is_log_key(&key.config.name) {
+                continue;
+            }
+            for version in key.versions() {
+                if log_spkis.contains(&version.public_key_spki) {
+                    return Err(KeyError::Inconsistent {
+                        key: key.config.name.clone(),
+                        reason: format!(
+                            "version {} has the same public key as the log key {}: no other key \
+                             may share its material",
+                            version.version, self.log_key
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A rotation a crash (or a failure) interrupted is finished when its backend key was
@@ -339,7 +379,7 @@ impl KeyRing {
         reason: &str,
         context: &KeyContext<'_>,
     ) -> Result<KeyVersionRecord, KeyError> {
-        let key = self.get(name)?;
+        let key = self.signing_key(name)?;
         let _one_at_a_time = key.changing.lock().await;
         self.rotate_locked(key, actor, reason, context).await
     }
@@ -379,6 +419,7 @@ impl KeyRing {
             created_at: context.clock.now_unix(),
             retire_at: None,
             log_index: None,
+            revocation: None,
         };
         // The version number is taken in the store first: of two replicas rotating at once,
         // one gets a conflict here.
@@ -554,7 +595,7 @@ impl KeyRing {
         reason: &str,
         context: &KeyContext<'_>,
     ) -> Result<KeyVersionRecord, KeyError> {
-        let key = self.get(name)?;
+        let key = self.signing_key(name)?;
         let _one_at_a_time = key.changing.lock().await;
         let bad = |reason: String| KeyError::BadVersion {
             key: name.to_string(),
@@ -603,12 +644,82 @@ impl KeyRing {
             .unwrap_or(target))
     }
 
+    /// Revokes `version` of `name` as compromised from `compromised_since` (Unix seconds, not in
+    /// the future): irreversible. Signatures it made that were logged from then on stop
+    /// verifying; earlier ones still do. An active version is first replaced by a new one.
+    pub async fn revoke(
+        &self,
+        name: &str,
+        version: u32,
+        compromised_since: i64,
+        actor: &Actor,
+        reason: &str,
+        context: &KeyContext<'_>,
+    ) -> Result<KeyVersionRecord, KeyError> {
+        let key = self.signing_key(name)?;
+        let _one_at_a_time = key.changing.lock().await;
+        let bad = |reason: String| KeyError::BadVersion {
+            key: name.to_string(),
+            reason,
+        };
+        let now = context.clock.now_unix();
+        if compromised_since > now {
+            return Err(bad("compromised_since is in the future".into()));
+        }
+        let versions = context.store.key_versions(name).await?;
+        let target = versions
+            .iter()
+            .find(|v| v.version == version)
+            .cloned()
+            .ok_or_else(|| bad(format!("it has no version {version}")))?;
+        if target.revocation.is_some() {
+            return Err(bad(format!("version {version} is already revoked")));
+        }
+        match target.state {
+            KeyState::Pending => return Err(bad(format!("version {version} is being created"))),
+            KeyState::Active => {
+                self.rotate_locked(
+                    key,
+                    actor,
+                    &format!("replacing version {version}, which is being revoked: {reason}"),
+                    context,
+                )
+                .await?;
+            }
+            KeyState::VerifyOnly | KeyState::Retired => {}
+        }
+        let event = LogEvent::key_revoked(&target, compromised_since, actor, reason, now);
+        let change = KeyChange::Revoke {
+            key: name.to_string(),
+            version,
+            compromised_since,
+        };
+        let outcome = context.log.append_key_change(change, &[event]).await?;
+        self.reload_key(key, context.store).await?;
+        self.republish()?;
+        if let AppendOutcome::Stale(reason) = outcome {
+            return Err(KeyError::Conflict {
+                key: name.to_string(),
+                reason,
+            });
+        }
+        tracing::warn!(key = %name, version, compromised_since, "revoked");
+        Ok(key
+            .versions()
+            .into_iter()
+            .find(|v| v.version == version)
+            .unwrap_or(target))
+    }
+
     /// Scheduled work that is due: rotations by `rotation_period` (from the active version's
     /// activation time, in the store) and retirements at `retire_at`. The store's commits make
     /// each happen once, whichever task or replica gets there first.
     pub async fn run_due(&self, context: &KeyContext<'_>) {
         let now = context.clock.now_unix();
         for key in self.keys.values() {
+            if self.is_log_key(&key.config.name) {
+                continue;
+            }
             if key.rotation_backoff.lock().is_ok_and(|b| b.due(now)) {
                 let succeeded = self.rotate_if_due(key, now, context).await;
                 if let Ok(mut backoff) = key.rotation_backoff.lock() {
@@ -735,6 +846,40 @@ impl KeyRing {
             .ok_or_else(|| KeyError::UnknownKey(name.to_string()))
     }
 
+    /// The key named `name` unless it is the log key (which signs checkpoints only).
+    pub fn signing_key(&self, name: &str) -> Result<&Arc<ManagedKey>, KeyError> {
+        if self.is_log_key(name) {
+            return Err(KeyError::LogKey(name.to_string()));
+        }
+        self.get(name)
+    }
+
+    /// Whether `name` is the `[log] key`.
+    pub fn is_log_key(&self, name: &str) -> bool {
+        self.log_key == name
+    }
+
+    /// The log key as the log's checkpoint signer, for the log named `origin`.
+    pub fn log_signer(&self, origin: &str) -> Result<LogKeySigner, KeyError> {
+        let key = self.get(&self.log_key)?;
+        let inconsistent = |reason: String| KeyError::Inconsistent {
+            key: self.log_key.clone(),
+            reason,
+        };
+        let (active, spki) = key
+            .active_with_public_key()
+            .ok_or_else(|| inconsistent("it has no active version".into()))?;
+        let raw = crate::signature::ed25519_raw(&spki)
+            .ok_or_else(|| inconsistent("its public key is not an Ed25519 key".into()))?;
+        let verifier = crate::note::VerifierKey::new(origin, &raw)
+            .map_err(|e| inconsistent(e.to_string()))?;
+        Ok(LogKeySigner {
+            backend: Arc::clone(&key.backend),
+            reference: active.backend_ref,
+            verifier,
+        })
+    }
+
     /// Every key, by name.
     pub fn all(&self) -> impl Iterator<Item = &Arc<ManagedKey>> {
         self.keys.values()
@@ -752,6 +897,10 @@ impl KeyRing {
     fn republish(&self) -> Result<(), KeyError> {
         let mut jwks: Vec<Jwk> = Vec::new();
         for key in self.keys.values() {
+            // Verifiers pin the log key itself (`/v1/log/vkey`), never take it from the JWKS.
+            if self.is_log_key(&key.config.name) {
+                continue;
+            }
             for version in key.versions() {
                 if matches!(version.state, KeyState::Retired | KeyState::Pending) {
                     continue;
@@ -770,6 +919,32 @@ impl KeyRing {
             *published = Arc::new(PublishedJwks::new(jwks));
         }
         Ok(())
+    }
+}
+
+/// The log key signing checkpoints through its backend (Ed25519 over the note text).
+#[derive(Debug)]
+pub struct LogKeySigner {
+    backend: Arc<dyn SigningBackend>,
+    reference: String,
+    verifier: crate::note::VerifierKey,
+}
+
+#[async_trait::async_trait]
+impl crate::log::CheckpointSigner for LogKeySigner {
+    fn verifier(&self) -> &crate::note::VerifierKey {
+        &self.verifier
+    }
+
+    async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
+        let mut signatures = self
+            .backend
+            .sign(&self.reference, Algorithm::EdDSA, vec![message.to_vec()])
+            .await?;
+        signatures.pop().ok_or_else(|| BackendError::Malformed {
+            backend: self.backend.name().to_string(),
+            reason: "no signature in the answer".into(),
+        })
     }
 }
 
@@ -832,6 +1007,7 @@ async fn load_versions(
             created_at: clock.now_unix(),
             retire_at: None,
             log_index: None,
+            revocation: None,
         };
         match store.insert_key_version(&record).await {
             Ok(()) => return Ok(vec![record]),

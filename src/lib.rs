@@ -14,11 +14,13 @@
 //! - [`jwks`]: public keys as JWKs with RFC 7638 thumbprints as `kid`.
 //! - [`algorithm`]: signing algorithms (JOSE names) and `sha256:<hex>` digests.
 //! - [`log`]: the tamper-evident log: RFC 9162 Merkle tree, group commit, C2SP checkpoints.
+//! - [`note`]: C2SP signed notes and the Ed25519 verifier keys (`vkey`) verifiers pin.
 //! - [`canonical`]: RFC 8785 canonical JSON (log leaves, manifests).
 //! - [`manifest`]: the model manifest: per-file SHA-256 and provenance.
 //! - [`bundle`]: `model.sig`, the Sigstore bundle in the OpenSSF model-signing format.
 //! - [`receipt`]: `signet-receipt.json`, a signature's log entries with inclusion proofs.
 //! - [`signature`]: checking a detached signature against a JWK.
+//! - [`trust`]: the trust root: key versions proven in the log; validity by log order.
 //! - [`verify`]: verifying a signed model at deployment.
 //! - [`id_token`]: where `signet sign` gets the caller's OIDC ID token.
 //! - [`api`]: the HTTP API and the one error to problem+json mapping.
@@ -44,10 +46,12 @@ pub mod jwks;
 pub mod keys;
 pub mod log;
 pub mod manifest;
+pub mod note;
 pub mod oidc;
 pub mod policy;
 pub mod receipt;
 pub mod session;
 pub mod signature;
 pub mod store;
+pub mod trust;
 pub mod verify;

@@ -4,6 +4,7 @@
 //! Appends are group-committed: callers hand their leaves to one writer task, which takes every
 //! request waiting at that moment and commits them in one transaction (one fsync). While a
 //! commit runs, new requests queue for the next one, so the log keeps pace with signing.
+pub mod anchor;
 pub mod checkpoint;
 pub mod event;
 pub mod merkle;
@@ -12,19 +13,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::algorithm::Algorithm;
 use crate::backend::BackendError;
 use crate::canonical::CanonicalError;
 use crate::clock::Clock;
-use crate::keys::KeyRing;
+use crate::note::VerifierKey;
 use crate::store::{
     AppendOutcome, KeyChange, LogAppend, QuotaCharge, Store, StoreError, StoredCheckpoint,
     StoredEntry,
 };
-use checkpoint::{Checkpoint, ecdsa_key_id, sign_note};
+use anchor::{Anchor, AnchorError, AnchoredTree};
+use checkpoint::{Checkpoint, signed_checkpoint, verify_checkpoint};
 use event::LogEvent;
 use merkle::{Hash, MerkleError, Tree};
 
@@ -32,6 +33,9 @@ use merkle::{Hash, MerkleError, Tree};
 const MAX_LEAVES_PER_COMMIT: usize = 10_000;
 /// A commit at least this slow is logged as a warning (the disk or the host stalled).
 const SLOW_COMMIT: Duration = Duration::from_millis(100);
+/// A tree that stops growing is signed again after this long, so its checkpoint's time (which
+/// verifiers check for freshness) stays recent.
+pub const CHECKPOINT_REFRESH: Duration = Duration::from_secs(3600);
 /// Requests waiting for the writer before callers are made to wait for room.
 const QUEUE_DEPTH: usize = 4096;
 
@@ -47,9 +51,16 @@ pub enum LogError {
     /// An event could not be serialized canonically.
     #[error(transparent)]
     Canonical(#[from] CanonicalError),
-    /// Signing a checkpoint failed.
+    /// The log key's backend failed to sign a checkpoint.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The log key's backend answered with a signature that does not verify under the log key:
+    /// nothing is published.
+    #[error("the log key's backend returned a checkpoint signature that does not verify: {0}")]
+    BadSignature(String),
+    /// The checkpointer's anchor could not be read or written.
+    #[error(transparent)]
+    Anchor(#[from] AnchorError),
     /// Arguments outside the tree.
     #[error("{0}")]
     OutOfRange(String),
@@ -59,6 +70,16 @@ pub enum LogError {
     /// The stored tree disagrees with itself or with an earlier checkpoint: tampering.
     #[error("log inconsistent: {0}")]
     Inconsistent(String),
+}
+
+/// What signs checkpoints: the log key, wherever it lives. The log sees only this, never the
+/// key ring.
+#[async_trait]
+pub trait CheckpointSigner: Send + Sync {
+    /// The log's verifier key; its name is the origin.
+    fn verifier(&self) -> &VerifierKey;
+    /// An Ed25519 signature over `message`.
+    async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, BackendError>;
 }
 
 struct AppendRequest {
@@ -72,6 +93,9 @@ pub struct Log {
     store: Arc<dyn Store>,
     sender: mpsc::Sender<AppendRequestHandle>,
     origin: String,
+    /// Why checkpoint signing stopped, once the stored log was found inconsistent with what
+    /// was signed before. It stays stopped until an operator restarts the daemon.
+    halted: Arc<std::sync::RwLock<Option<String>>>,
 }
 
 /// Wrapper so `Log` can derive `Debug`.
@@ -101,7 +125,13 @@ impl Log {
             store,
             sender,
             origin: origin.to_string(),
+            halted: Arc::new(std::sync::RwLock::new(None)),
         }
+    }
+
+    /// Why checkpoint signing has stopped, if it has (the stored log was tampered with).
+    pub fn halted(&self) -> Option<String> {
+        self.halted.read().ok().and_then(|h| h.clone())
     }
 
     /// The checkpoint origin.
@@ -111,7 +141,7 @@ impl Log {
 
     /// Appends events; returns the index of the first once the commit is durable.
     pub async fn append(&self, events: &[LogEvent]) -> Result<u64, LogError> {
-        match self.submit(None, None, events).await? {
+        match self.submit(None, None, None, events).await? {
             AppendOutcome::Appended { first_index, .. } => Ok(first_index),
             AppendOutcome::Refused(_) | AppendOutcome::Stale(_) => Err(LogError::Inconsistent(
                 "an uncharged append was refused".into(),
@@ -119,14 +149,28 @@ impl Log {
         }
     }
 
-    /// Charges a session's quota and appends events in the same durable commit: either both
-    /// happen or neither does.
-    pub async fn append_charged(
+    /// Charges a session's quota and appends signature events in the same durable commit:
+    /// either both happen or neither does. `Stale` when `version` of `key` is no longer active
+    /// at that place in the log.
+    pub async fn append_signatures(
         &self,
         charge: QuotaCharge,
+        key: &str,
+        version: u32,
         events: &[LogEvent],
     ) -> Result<AppendOutcome, LogError> {
-        self.submit(Some(charge), None, events).await
+        self.submit(
+            Some(charge),
+            None,
+            Some((key.to_string(), version)),
+            events,
+        )
+        .await
+    }
+
+    /// Charges a session's quota alone (a benchmark's signing without log entries).
+    pub async fn charge(&self, charge: QuotaCharge) -> Result<AppendOutcome, LogError> {
+        self.submit(Some(charge), None, None, &[]).await
     }
 
     /// Applies a key change and appends the events recording it in the same durable commit;
@@ -136,13 +180,14 @@ impl Log {
         change: KeyChange,
         events: &[LogEvent],
     ) -> Result<AppendOutcome, LogError> {
-        self.submit(None, Some(change), events).await
+        self.submit(None, Some(change), None, events).await
     }
 
     async fn submit(
         &self,
         charge: Option<QuotaCharge>,
         key_change: Option<KeyChange>,
+        signing_version: Option<(String, u32)>,
         events: &[LogEvent],
     ) -> Result<AppendOutcome, LogError> {
         let leaves = events
@@ -153,6 +198,7 @@ impl Log {
         let item = LogAppend {
             charge,
             key_change,
+            signing_version,
             leaves,
         };
         self.sender
@@ -262,66 +308,110 @@ impl Log {
         Ok(self.store.latest_checkpoint().await?)
     }
 
-    /// Signs and stores a checkpoint of the current tree if it grew since the last one. Before
-    /// signing, proves the new tree consistent with the last checkpoint, so a tampered store
-    /// stops checkpoints instead of getting a signature.
+    /// Signs and stores a checkpoint of the current tree unless the latest stored one already
+    /// covers it under the log key. Before signing, proves the tree consistent with the anchor
+    /// (the last tree this checkpointer signed, kept outside the store), so an edited store gets
+    /// no signature: checkpoint signing then stops for good (until a restart) and the reason is
+    /// kept for `/readyz`.
     pub async fn checkpoint(
         &self,
-        keys: &KeyRing,
-        log_key: &str,
+        signer: &dyn CheckpointSigner,
+        anchor: &dyn Anchor,
         clock: &dyn Clock,
     ) -> Result<StoredCheckpoint, LogError> {
+        if let Some(reason) = self.halted() {
+            return Err(LogError::Inconsistent(reason));
+        }
+        let outcome = self.checkpoint_unhalted(signer, anchor, clock).await;
+        if let Err(LogError::Inconsistent(reason)) = &outcome
+            && let Ok(mut halted) = self.halted.write()
+        {
+            halted.get_or_insert_with(|| reason.clone());
+        }
+        outcome
+    }
+
+    async fn checkpoint_unhalted(
+        &self,
+        signer: &dyn CheckpointSigner,
+        anchor: &dyn Anchor,
+        clock: &dyn Clock,
+    ) -> Result<StoredCheckpoint, LogError> {
+        let log_key = signer.verifier();
         let size = self.size().await?;
+        let root = self.root(size).await?;
+        match anchor.load()? {
+            Some(anchored) => self.check_against(&anchored, size, &root).await?,
+            // First run (or an upgrade): the latest stored checkpoint that the log key signed,
+            // if any, stands in for the anchor.
+            None => {
+                if let Some(latest) = self.store.latest_checkpoint().await?
+                    && verify_checkpoint(&latest.note, log_key).is_ok()
+                {
+                    let tree = AnchoredTree {
+                        origin: self.origin.clone(),
+                        size: latest.size,
+                        root: latest.root,
+                    };
+                    self.check_against(&tree, size, &root).await?;
+                }
+            }
+        }
         let latest = self.store.latest_checkpoint().await?;
         if let Some(latest) = &latest {
-            if latest.size == size {
-                return Ok(latest.clone());
-            }
             if latest.size > size {
                 return Err(LogError::Inconsistent(format!(
-                    "the log has {size} entries but a checkpoint of size {} was signed",
+                    "the log has {size} entries but a checkpoint of size {} is stored",
                     latest.size
                 )));
             }
-        }
-        let root = self.root(size).await?;
-        if let Some(latest) = latest.as_ref().filter(|l| l.size > 0) {
-            let proof = self.consistency_proof(latest.size, size).await?;
-            merkle::verify_consistency(latest.size, size, &latest.root, &root, &proof).map_err(
-                |e| {
-                    LogError::Inconsistent(format!(
-                        "tree of size {size} does not extend checkpoint {}: {e:?}",
-                        latest.size
-                    ))
-                },
-            )?;
+            // Already signed by the log key, recently (one made before an upgrade, under
+            // another key, or grown old, is signed again).
+            let fresh = verify_checkpoint(&latest.note, log_key).is_ok_and(|c| {
+                c.time.is_some_and(|t| {
+                    clock.now_unix().saturating_sub(t) < CHECKPOINT_REFRESH.as_secs() as i64
+                })
+            });
+            if latest.size == size && latest.root == root && fresh {
+                anchor.record(&AnchoredTree {
+                    origin: self.origin.clone(),
+                    size,
+                    root,
+                })?;
+                return Ok(latest.clone());
+            }
         }
         let body = Checkpoint {
             origin: self.origin.clone(),
             size,
             root,
+            time: Some(clock.now_unix()),
         }
         .body();
-        let key = keys
-            .get(log_key)
-            .map_err(|e| LogError::Inconsistent(e.to_string()))?;
-        let (active, spki) = key.active_with_public_key().ok_or_else(|| {
-            LogError::Inconsistent(format!("log key {log_key} has no active version"))
-        })?;
-        let digest = Sha256::digest(body.as_bytes()).to_vec();
-        let mut signatures = key
-            .backend
-            .sign(&active.backend_ref, Algorithm::ES256, vec![digest])
-            .await?;
-        let signature = signatures
-            .pop()
-            .ok_or_else(|| LogError::Inconsistent("backend returned no signature".into()))?;
+        let signature = signer.sign(body.as_bytes()).await?;
+        // A backend that lies (or a misconfigured key) must not publish a checkpoint.
+        let signature: [u8; 64] = signature
+            .try_into()
+            .map_err(|s: Vec<u8>| LogError::BadSignature(format!("{} bytes", s.len())))?;
+        if !log_key.verifies(body.as_bytes(), &signature) {
+            return Err(LogError::BadSignature(format!(
+                "not by {}",
+                log_key.to_vkey()
+            )));
+        }
         let checkpoint = StoredCheckpoint {
             size,
             root,
-            note: sign_note(&body, &self.origin, ecdsa_key_id(&spki), &signature),
+            note: signed_checkpoint(&body, log_key, &signature),
             created_at: clock.now_unix(),
         };
+        // The anchor moves first: a crash between the two leaves it ahead of the store, which
+        // the next checkpoint proves consistent as usual.
+        anchor.record(&AnchoredTree {
+            origin: self.origin.clone(),
+            size,
+            root,
+        })?;
         self.store
             .insert_checkpoint(&checkpoint)
             .await
@@ -332,11 +422,54 @@ impl Log {
         Ok(checkpoint)
     }
 
+    /// The tree of `size` leaves with `root` must extend `anchored`.
+    async fn check_against(
+        &self,
+        anchored: &AnchoredTree,
+        size: u64,
+        root: &Hash,
+    ) -> Result<(), LogError> {
+        if anchored.origin != self.origin {
+            return Err(LogError::Inconsistent(format!(
+                "the checkpoint anchor is for origin {:?}, not {:?}",
+                anchored.origin, self.origin
+            )));
+        }
+        if anchored.size > size {
+            return Err(LogError::Inconsistent(format!(
+                "the stored log has {size} entries, but a checkpoint of {} was signed: entries \
+                 were removed",
+                anchored.size
+            )));
+        }
+        if anchored.size == size {
+            if anchored.root != *root {
+                return Err(LogError::Inconsistent(format!(
+                    "the stored tree of {size} entries has another root than the one signed"
+                )));
+            }
+            return Ok(());
+        }
+        if anchored.size == 0 {
+            return Ok(());
+        }
+        let proof = self.consistency_proof(anchored.size, size).await?;
+        merkle::verify_consistency(anchored.size, size, &anchored.root, root, &proof).map_err(
+            |e| {
+                LogError::Inconsistent(format!(
+                    "the stored tree of {size} entries does not extend the signed checkpoint of \
+                     {}: {e:?}",
+                    anchored.size
+                ))
+            },
+        )
+    }
+
     /// Checkpoints every `interval` while entries arrive.
     pub fn spawn_checkpointer(
         &self,
-        keys: Arc<KeyRing>,
-        log_key: String,
+        signer: Arc<dyn CheckpointSigner>,
+        anchor: Arc<dyn Anchor>,
         clock: Arc<dyn Clock>,
         interval: Duration,
     ) {
@@ -344,12 +477,19 @@ impl Log {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut reported = false;
             loop {
                 ticker.tick().await;
-                match log.checkpoint(&keys, &log_key, clock.as_ref()).await {
+                match log
+                    .checkpoint(signer.as_ref(), anchor.as_ref(), clock.as_ref())
+                    .await
+                {
                     Ok(_) => {}
                     Err(LogError::Inconsistent(reason)) => {
-                        tracing::error!(reason = %reason, "refusing to sign a checkpoint: the stored log is inconsistent")
+                        if !reported {
+                            tracing::error!(reason = %reason, "refusing to sign checkpoints: the stored log is inconsistent with what was signed before");
+                            reported = true;
+                        }
                     }
                     Err(e) => tracing::warn!(error = %e, "could not make a checkpoint"),
                 }

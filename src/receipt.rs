@@ -6,9 +6,9 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::jwks::JwkSet;
 use crate::log::checkpoint::{Checkpoint, CheckpointError, verify_checkpoint};
 use crate::log::merkle;
+use crate::note::VerifierKey;
 
 /// The receipt format's version.
 pub const RECEIPT_VERSION: u32 = 1;
@@ -79,9 +79,9 @@ pub struct ProvenEntry {
 }
 
 impl Receipt {
-    /// Verifies the checkpoint's signature against `jwks`; returns it.
-    pub fn checkpoint(&self, jwks: &JwkSet) -> Result<Checkpoint, ReceiptError> {
-        Ok(verify_checkpoint(&self.checkpoint, None, jwks)?)
+    /// Verifies the checkpoint under the pinned log key (and origin); returns it.
+    pub fn checkpoint(&self, log_key: &VerifierKey) -> Result<Checkpoint, ReceiptError> {
+        Ok(verify_checkpoint(&self.checkpoint, log_key)?)
     }
 }
 

@@ -31,12 +31,29 @@ pub enum SignatureError {
     },
 }
 
-/// The digest `algorithm` signs, of `bytes`.
+/// What `algorithm` signs for `bytes`: their digest, or for EdDSA the bytes themselves
+/// (Ed25519 hashes internally and is never prehashed here).
 pub fn digest_of(algorithm: Algorithm, bytes: &[u8]) -> Vec<u8> {
     match algorithm.digest_algorithm() {
-        DigestAlgorithm::Sha256 => Sha256::digest(bytes).to_vec(),
-        DigestAlgorithm::Sha384 => Sha384::digest(bytes).to_vec(),
+        Some(DigestAlgorithm::Sha256) => Sha256::digest(bytes).to_vec(),
+        Some(DigestAlgorithm::Sha384) => Sha384::digest(bytes).to_vec(),
+        None => bytes.to_vec(),
     }
+}
+
+/// The DER SubjectPublicKeyInfo prefix of an Ed25519 key (RFC 8410), before its 32 bytes.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// The DER SubjectPublicKeyInfo of a raw Ed25519 public key.
+pub fn ed25519_spki(raw: &[u8; 32]) -> Vec<u8> {
+    [&ED25519_SPKI_PREFIX[..], raw].concat()
+}
+
+/// The raw 32-byte key of an Ed25519 SubjectPublicKeyInfo, if `spki` is one.
+pub fn ed25519_raw(spki: &[u8]) -> Option<[u8; 32]> {
+    spki.strip_prefix(&ED25519_SPKI_PREFIX[..])?.try_into().ok()
 }
 
 /// A public key parsed once, to check many signatures with it.
@@ -48,6 +65,8 @@ pub enum PublicKey {
     P384(p384::ecdsa::VerifyingKey),
     /// PS256 or RS256.
     Rsa(Box<rsa::RsaPublicKey>, Algorithm),
+    /// EdDSA (Ed25519), over whole messages.
+    Ed25519(ed25519_dalek::VerifyingKey),
 }
 
 impl PublicKey {
@@ -65,10 +84,16 @@ impl PublicKey {
                 Box::new(rsa::RsaPublicKey::from_public_key_der(spki).map_err(bad_key)?),
                 algorithm,
             ),
+            Algorithm::EdDSA => PublicKey::Ed25519(
+                ed25519_raw(spki)
+                    .and_then(|raw| ed25519_dalek::VerifyingKey::from_bytes(&raw).ok())
+                    .ok_or(SignatureError::Key(JwkError::InvalidKey(algorithm)))?,
+            ),
         })
     }
 
-    /// Whether `signature` is valid over the prehashed `digest`.
+    /// Whether `signature` is valid over the prehashed `digest` (for Ed25519: over the message
+    /// itself, checked strictly: no small-order keys, canonical encodings only).
     pub fn verifies(&self, digest: &[u8], signature: &[u8]) -> bool {
         match self {
             PublicKey::P256(key) => p256::ecdsa::Signature::from_der(signature)
@@ -81,6 +106,8 @@ impl PublicKey {
             PublicKey::Rsa(key, _) => key
                 .verify(rsa::Pkcs1v15Sign::new::<Sha256>(), digest, signature)
                 .is_ok(),
+            PublicKey::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|s| key.verify_strict(digest, &s).is_ok()),
         }
     }
 }
@@ -89,7 +116,9 @@ impl PublicKey {
 /// thumbprint first).
 pub fn verify_digest(jwk: &Jwk, digest: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
     let (algorithm, spki) = spki_from_jwk(jwk)?;
-    let expected = algorithm.digest_algorithm().output_len();
+    let expected = algorithm
+        .digest_algorithm()
+        .map_or(digest.len(), |d| d.output_len());
     if digest.len() != expected {
         return Err(SignatureError::DigestLength {
             algorithm,

@@ -115,6 +115,26 @@ pub enum KeyChange {
         /// The version.
         version: u32,
     },
+    /// A verify-only or retired `version` is revoked: compromised from `compromised_since`.
+    Revoke {
+        /// The logical key.
+        key: String,
+        /// The version.
+        version: u32,
+        /// Unix seconds.
+        compromised_since: i64,
+    },
+}
+
+/// Which live sessions an administrator ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionScope {
+    /// Every session of this subject (`sub`).
+    Subject(String),
+    /// Every session granted by this policy.
+    Policy(String),
+    /// Every session.
+    All,
 }
 
 /// One request's part of a group commit.
@@ -124,6 +144,8 @@ pub struct LogAppend {
     pub charge: Option<QuotaCharge>,
     /// The key change to apply first, if any.
     pub key_change: Option<KeyChange>,
+    /// Signatures' key and version, which must still be active when they are appended.
+    pub signing_version: Option<(String, u32)>,
     /// Leaves to append if the charge and change succeed.
     pub leaves: Vec<Vec<u8>>,
 }
@@ -206,6 +228,17 @@ pub struct KeyVersionRecord {
     pub retire_at: Option<i64>,
     /// Index of its `key_created` log entry, once written.
     pub log_index: Option<u64>,
+    /// Set once the version is revoked: its `key_revoked` entry and the compromise time.
+    pub revocation: Option<Revocation>,
+}
+
+/// A revoked version's record: signatures logged from `compromised_since` on are invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    /// The `key_revoked` entry's index.
+    pub log_index: u64,
+    /// Unix seconds from which the key is taken to be compromised.
+    pub compromised_since: i64,
 }
 
 /// A signed checkpoint as stored.
@@ -243,6 +276,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Ends a session; false if there was no live session.
     async fn end_session(&self, token_hash: &str) -> Result<bool, StoreError>;
+
+    /// The live (not ended, not expired) sessions in `scope`.
+    async fn live_sessions(
+        &self,
+        scope: &SessionScope,
+        now: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// Ends the live sessions among `token_hashes`; how many it ended.
+    async fn end_sessions(&self, token_hashes: Vec<String>) -> Result<u64, StoreError>;
 
     /// Deletes sessions that expired before `before`; returns how many.
     async fn purge_sessions(&self, before: i64) -> Result<u64, StoreError>;
@@ -299,7 +342,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The checkpoint of the largest size.
     async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
 
-    /// Stores a checkpoint; a conflict if one of the same size with another root exists.
+    /// Stores a checkpoint (replacing the note of one with the same size and root); a conflict
+    /// if one of the same size with another root exists.
     async fn insert_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError>;
 
     /// Checks that the store answers (for `/readyz`).

@@ -1,6 +1,7 @@
-//! Verifying a signed model at deployment, offline: the signatures against the JWKS key the
-//! receipt names, the receipt's log entries against its signed checkpoint, the signer's identity
-//! from those entries, and every file against the signed manifest.
+//! Verifying a signed model at deployment, offline: the receipt's log entries against its
+//! checkpoint under the pinned log key, the signing version's key from a verified trust root (valid
+//! by log order, so routine retirement never breaks old signatures) or from a JWKS, the
+//! signatures, the signer's identity from the entries, and every file against the manifest.
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -9,13 +10,16 @@ use serde_json::Value;
 
 use crate::algorithm::Algorithm;
 use crate::bundle::{self, Bundle, BundleError};
+use crate::clock::parse_rfc3339;
 use crate::jwks::{Jwk, JwkSet};
 use crate::log::checkpoint::Checkpoint;
+use crate::note::VerifierKey;
 use crate::manifest::{
     self, Difference, FileEntry, HashProgress, Manifest, ManifestError, OUTPUT_FILES,
 };
 use crate::receipt::{ProvenEntry, Receipt, ReceiptError};
 use crate::signature::{SignatureError, digest_of, verify_digest};
+use crate::trust::{TrustError, VerifiedTrust};
 
 /// Why a model did not verify. Every variant but `Io` and `Read` means "do not deploy" (exit 1).
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +45,8 @@ pub enum VerifyError {
     },
     /// The receipt names a key the JWKS does not publish.
     #[error(
-        "key {kid} ({key} v{version}) is not in the JWKS: it was retired (e.g. after a compromise) \
-         or was never published there"
+        "key {kid} ({key} v{version}) is not in the JWKS: a JWKS lists only versions that verify \
+         new signatures (use --trust for retired ones), or it was never published there"
     )]
     UnknownKey {
         /// The kid.
@@ -63,6 +67,9 @@ pub enum VerifyError {
     /// The receipt does not prove its entries.
     #[error(transparent)]
     Receipt(#[from] ReceiptError),
+    /// The trust root refuses the signing version at the signature's place in the log.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
     /// A log entry does not record this signature.
     #[error("log entry {index} does not record {file}: {reason}")]
     EntryMismatch {
@@ -130,10 +137,35 @@ pub struct Verified {
     pub receipt: Receipt,
     /// The checkpoint the entries are proven in.
     pub checkpoint: Checkpoint,
+    /// The log key it verified under.
+    pub log_key: VerifierKey,
     /// The manifest signature's log entry.
     pub entry: ProvenEntry,
     /// The signed manifest.
     pub manifest: Manifest,
+}
+
+/// Where the verifier takes the signing keys from, and the log key it pinned.
+#[derive(Debug, Clone, Copy)]
+pub enum KeySource<'a> {
+    /// A verified trust root: every version it proves, valid by log order.
+    Trust(&'a VerifiedTrust),
+    /// A JWKS (only the versions it still lists) and the pinned log key.
+    Jwks {
+        /// The published keys.
+        jwks: &'a JwkSet,
+        /// The pinned log key.
+        log_key: &'a VerifierKey,
+    },
+}
+
+impl KeySource<'_> {
+    fn log_key(&self) -> &VerifierKey {
+        match self {
+            KeySource::Trust(trust) => &trust.log_key,
+            KeySource::Jwks { log_key, .. } => log_key,
+        }
+    }
 }
 
 /// What to verify.
@@ -142,8 +174,8 @@ pub struct Request<'a> {
     pub model: &'a Path,
     /// Where `manifest.json`, `manifest.json.sig`, `model.sig` and `signet-receipt.json` are.
     pub sig_dir: &'a Path,
-    /// The published keys (a verify-only key is still good; a retired one is gone).
-    pub jwks: &'a JwkSet,
+    /// The signing keys and the pinned log key.
+    pub keys: KeySource<'a>,
     /// Claims demanded of the signer: `iss`, `sub`, `policy` or any recorded build claim.
     pub identity: &'a [(String, String)],
     /// Told how hashing advances.
@@ -172,7 +204,45 @@ pub fn verify_model(request: &Request<'_>) -> Result<Verified, VerifyError> {
         reason: e.to_string(),
     })?;
 
-    let jwk = find_key(request.jwks, &receipt)?;
+    // The entries first: under the pinned log key, they say which version signed and where in
+    // the log, which decides whether that version could sign there.
+    let checkpoint = receipt.checkpoint(request.keys.log_key())?;
+    let entry = receipt.manifest_signature.prove(&checkpoint)?;
+    let envelope_entry = receipt.model_sig.prove(&checkpoint)?;
+    let jwk = match request.keys {
+        KeySource::Jwks { jwks, .. } => find_key(jwks, &receipt)?,
+        KeySource::Trust(trust) => {
+            let mut jwk = None;
+            for proven in [&entry, &envelope_entry] {
+                let time = proven.event["time"]
+                    .as_str()
+                    .and_then(parse_rfc3339)
+                    .ok_or_else(|| VerifyError::EntryMismatch {
+                        index: proven.index,
+                        file: "signet-receipt.json",
+                        reason: "it has no time".into(),
+                    })?;
+                jwk = Some(trust.signing_key(
+                    &receipt.key,
+                    receipt.key_version,
+                    &receipt.key_id,
+                    proven.index,
+                    time,
+                )?);
+            }
+            let jwk = jwk.ok_or_else(|| VerifyError::Malformed {
+                file: "signet-receipt.json",
+                reason: "no entries".into(),
+            })?;
+            if jwk.alg != receipt.algorithm {
+                return Err(VerifyError::Malformed {
+                    file: "signet-receipt.json",
+                    reason: format!("it says {} but key {} is {}", receipt.algorithm, jwk.kid, jwk.alg),
+                });
+            }
+            jwk
+        }
+    };
     let algorithm: Algorithm = jwk.alg.parse().map_err(|_| VerifyError::Malformed {
         file: "JWKS",
         reason: format!("key {} has an unknown alg", jwk.kid),
@@ -198,9 +268,6 @@ pub fn verify_model(request: &Request<'_>) -> Result<Verified, VerifyError> {
             source,
         }
     })?;
-
-    let checkpoint = receipt.checkpoint(request.jwks)?;
-    let entry = receipt.manifest_signature.prove(&checkpoint)?;
     check_entry(
         &entry,
         "manifest.json.sig",
@@ -209,7 +276,6 @@ pub fn verify_model(request: &Request<'_>) -> Result<Verified, VerifyError> {
         &manifest_digest,
         &manifest_signature,
     )?;
-    let envelope_entry = receipt.model_sig.prove(&checkpoint)?;
     check_entry(
         &envelope_entry,
         "model.sig",
@@ -254,6 +320,7 @@ pub fn verify_model(request: &Request<'_>) -> Result<Verified, VerifyError> {
         files: actual.len(),
         receipt,
         checkpoint,
+        log_key: request.keys.log_key().clone(),
         entry,
         manifest,
     })
@@ -305,11 +372,10 @@ fn check_entry(
     {
         return Err(mismatch("it names another key or version".into()));
     }
-    let expected_digest = format!(
-        "{}:{}",
-        algorithm.digest_algorithm().name(),
-        hex::encode(digest)
-    );
+    let digest_name = algorithm
+        .digest_algorithm()
+        .map_or("message", |d| d.name());
+    let expected_digest = format!("{digest_name}:{}", hex::encode(digest));
     if event["digest"] != expected_digest.as_str() {
         return Err(mismatch("it records another digest".into()));
     }

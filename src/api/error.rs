@@ -248,6 +248,7 @@ impl From<KeyError> for ApiError {
             KeyError::Log(e) => e.into(),
             conflict @ KeyError::Conflict { .. } => ApiError::Conflict(conflict.to_string()),
             bad @ KeyError::BadVersion { .. } => ApiError::InvalidRequest(bad.to_string()),
+            log_key @ KeyError::LogKey(_) => ApiError::Forbidden(log_key.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

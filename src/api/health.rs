@@ -30,6 +30,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         }
         Err(_) => failing.push(json!({"component": "store", "error": "timed out"})),
     }
+    if let Some(reason) = state.log.halted() {
+        // The reason (which names sizes and roots) is in the daemon's log already.
+        tracing::warn!(reason = %reason, "readiness: checkpoint signing has stopped");
+        failing.push(json!({"component": "log", "error": "inconsistent with the signed checkpoints: checkpoint signing stopped"}));
+    }
     let mut seen = Vec::new();
     for key in state.keys.all() {
         let backend = &key.backend;

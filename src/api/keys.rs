@@ -6,7 +6,7 @@ use axum::extract::{Extension, Path, State};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{Bearer, OptionalJsonBody};
+use super::extract::{Bearer, JsonBody, OptionalJsonBody};
 use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::config::policy::Role;
@@ -22,6 +22,9 @@ use super::Audit;
 #[derive(Debug, Serialize)]
 pub struct KeyListing {
     name: String,
+    /// `"log"` for the log key, which signs checkpoints only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
     algorithm: &'static str,
     backend: String,
     versions: Vec<VersionListing>,
@@ -35,6 +38,9 @@ pub struct VersionListing {
     state: &'static str,
     created_at: String,
     retire_at: Option<String>,
+    /// Set when revoked: from when it is taken to be compromised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compromised_since: Option<String>,
 }
 
 /// Lists keys in name order, versions oldest first.
@@ -45,6 +51,7 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<KeyListing>> {
             .all()
             .map(|key| KeyListing {
                 name: key.config.name.clone(),
+                role: state.keys.is_log_key(&key.config.name).then_some("log"),
                 algorithm: key.algorithm().as_str(),
                 backend: key.backend.name().to_string(),
                 versions: key
@@ -66,6 +73,7 @@ impl From<&KeyVersionRecord> for VersionListing {
             state: v.state.as_str(),
             created_at: rfc3339(v.created_at),
             retire_at: v.retire_at.map(rfc3339),
+            compromised_since: v.revocation.map(|r| rfc3339(r.compromised_since)),
         }
     }
 }
@@ -94,6 +102,18 @@ pub struct RetireRequest {
     version: Option<u32>,
     /// Why, for the log.
     reason: Option<String>,
+}
+
+/// `POST /v1/keys/{name}/revoke` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// The version to revoke.
+    version: u32,
+    /// RFC 3339, not in the future.
+    compromised_since: String,
+    /// Why, for the log.
+    reason: String,
 }
 
 /// The admin caller, if an admin policy of its issuer names `key`; 403 otherwise.
@@ -202,5 +222,42 @@ pub async fn retire(
     Ok(Json(KeyChanged {
         key: name,
         version: (&retired).into(),
+    }))
+}
+
+/// Revokes a version as compromised from a time: irreversible, logged; signatures logged from
+/// that time on stop verifying. An active version is replaced first.
+pub async fn revoke(
+    State(state): State<AppState>,
+    Extension(audit): Extension<Audit>,
+    Path(name): Path<String>,
+    Bearer(id_token): Bearer,
+    JsonBody(request): JsonBody<RevokeRequest>,
+) -> Result<Json<KeyChanged>, ApiError> {
+    let compromised_since = crate::clock::parse_rfc3339(&request.compromised_since)
+        .ok_or_else(|| {
+            ApiError::InvalidRequest("compromised_since must be an RFC 3339 time".into())
+        })?;
+    super::sessions::check_reason(&request.reason)?;
+    let actor = admin_for(&state, &audit, id_token.expose(), &name).await?;
+    let task_state = state.clone();
+    let task_name = name.clone();
+    let revoked = detached(async move {
+        task_state
+            .keys
+            .revoke(
+                &task_name,
+                request.version,
+                compromised_since,
+                &actor,
+                &request.reason,
+                &context(&task_state),
+            )
+            .await
+    })
+    .await??;
+    Ok(Json(KeyChanged {
+        key: name,
+        version: (&revoked).into(),
     }))
 }

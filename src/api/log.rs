@@ -84,6 +84,16 @@ pub async fn checkpoint(State(state): State<AppState>) -> Result<Response, ApiEr
     Ok(response)
 }
 
+/// `GET /v1/log/vkey`: the log key as verifiers pin it (C2SP vkey).
+pub async fn vkey(State(state): State<AppState>) -> Response {
+    let mut response = format!("{}\n", state.log_key.to_vkey()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
 /// `GET /v1/log/entries/{index}`.
 pub async fn entry(
     State(state): State<AppState>,

@@ -1,21 +1,23 @@
-//! `POST /v1/sessions` (OIDC ID token in, session token out) and `DELETE /v1/sessions/current`.
+//! `POST /v1/sessions` (OIDC ID token in, session token out), `DELETE /v1/sessions/current`, and
+//! `POST /v1/sessions/revoke` (an administrator ends live sessions).
 use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Audit;
 use super::error::ApiError;
-use super::extract::{Bearer, OptionalJsonBody};
+use super::extract::{Bearer, JsonBody, OptionalJsonBody};
 use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::config::Role;
 use crate::log::LogError;
-use crate::log::event::LogEvent;
+use crate::log::event::{Actor, LogEvent};
 use crate::policy;
 use crate::session::{self, SessionRequest};
+use crate::store::SessionScope;
 
 /// The 201 body.
 #[derive(Debug, Serialize)]
@@ -128,4 +130,111 @@ pub async fn end(
         .append(&[LogEvent::session_ended(&record, state.clock.now_unix())])
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/sessions/revoke` body: exactly one of `subject`, `policy` or `all`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    subject: Option<String>,
+    policy: Option<String>,
+    #[serde(default)]
+    all: bool,
+    reason: Option<String>,
+}
+
+/// `POST /v1/sessions/revoke` answer.
+#[derive(Debug, Serialize)]
+pub struct Revoked {
+    revoked: u64,
+}
+
+/// Ends live sessions by subject, policy or all, for an admin of every key they may use (`all`:
+/// of every signing key). Each ended session is refused from its next request on, and the
+/// revocation is logged.
+pub async fn revoke(
+    State(state): State<AppState>,
+    Extension(audit): Extension<Audit>,
+    Bearer(id_token): Bearer,
+    JsonBody(request): JsonBody<RevokeRequest>,
+) -> Result<Json<Revoked>, ApiError> {
+    let scope = match (&request.subject, &request.policy, request.all) {
+        (Some(subject), None, false) if !subject.is_empty() => SessionScope::Subject(subject.clone()),
+        (None, Some(policy), false) if !policy.is_empty() => SessionScope::Policy(policy.clone()),
+        (None, None, true) => SessionScope::All,
+        _ => {
+            return Err(ApiError::InvalidRequest(
+                "give exactly one of subject, policy or \"all\": true".into(),
+            ));
+        }
+    };
+    let reason = request.reason.unwrap_or_else(|| "sessions revoked".into());
+    check_reason(&reason)?;
+    if session::looks_like_token(id_token.expose()) {
+        return Err(ApiError::InvalidToken(
+            "revoking sessions needs an OIDC ID token, not a session token".into(),
+        ));
+    }
+    let caller = state.verifier.verify(id_token.expose()).await?;
+    audit.record(|a| {
+        a.issuer = Some(caller.issuer.clone());
+        a.subject = Some(caller.subject.clone());
+    });
+    let now = state.clock.now_unix();
+    let sessions = state.store.live_sessions(&scope, now).await?;
+    let mut keys: Vec<String> = match scope {
+        SessionScope::All => state
+            .keys
+            .all()
+            .map(|k| k.config.name.clone())
+            .filter(|name| !state.keys.is_log_key(name))
+            .collect(),
+        _ => sessions.iter().flat_map(|s| s.keys.iter().cloned()).collect(),
+    };
+    keys.sort();
+    keys.dedup();
+    // With no session in scope there is nothing to guard but the answer: any admin may have it.
+    let requested = (!keys.is_empty()).then_some(keys.as_slice());
+    let decision = policy::decide(&state.config.policies, &caller, requested, Role::Admin)?;
+    audit.record(|a| a.policy = Some(decision.policy.clone()));
+    let hashes: Vec<String> = sessions.iter().map(|s| s.token_hash.clone()).collect();
+    for hash in &hashes {
+        state.sessions.remove(hash);
+    }
+    let revoked = state.store.end_sessions(hashes).await?;
+    let scope_text = match &scope {
+        SessionScope::Subject(subject) => format!("subject={subject}"),
+        SessionScope::Policy(policy) => format!("policy={policy}"),
+        SessionScope::All => "all".to_string(),
+    };
+    let actor = Actor::Caller {
+        issuer: caller.iss,
+        subject: caller.subject,
+        policy: decision.policy,
+    };
+    state
+        .log
+        .append(&[LogEvent::sessions_revoked(
+            &scope_text,
+            revoked,
+            &actor,
+            &reason,
+            now,
+        )])
+        .await?;
+    tracing::warn!(scope = %scope_text, revoked, "sessions revoked");
+    Ok(Json(Revoked { revoked }))
+}
+
+/// The most a reason may hold: it is written into a log leaf.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// Refuses a reason that is too long or holds control characters.
+pub fn check_reason(reason: &str) -> Result<(), ApiError> {
+    if reason.len() > MAX_REASON_BYTES || reason.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ApiError::InvalidRequest(format!(
+            "reason must be at most {MAX_REASON_BYTES} bytes of text"
+        )));
+    }
+    Ok(())
 }

@@ -12,10 +12,10 @@ use super::extract::{Bearer, JsonBody};
 use super::{Audit, MAX_BATCH};
 use crate::algorithm::{Algorithm, Digest};
 use crate::app::AppState;
-use crate::keys::ActiveVersion;
+use crate::keys::{ActiveVersion, ManagedKey};
 use crate::log::LogError;
 use crate::log::event::{CanonicalClaims, LogEvent};
-use crate::session;
+use crate::session::{self, CachedSession};
 use crate::store::{AppendOutcome, QuotaCharge, QuotaOutcome};
 use std::sync::atomic::Ordering;
 
@@ -96,14 +96,37 @@ pub async fn sign(
             ));
         }
     };
-    let key = state.keys.get(&request.key)?;
+    // The log key is refused whatever a session row says: a store edit must not make signet a
+    // checkpoint-signing oracle.
+    let key = state.keys.signing_key(&request.key)?;
     if !record.keys.contains(&request.key) {
         return Err(ApiError::Forbidden(
             "this session may not use that key".into(),
         ));
     }
+    // Authority is re-checked against the running config at every signature, so a policy
+    // edit (and restart) takes a key away from live sessions too.
+    let policy = state
+        .config
+        .policies
+        .iter()
+        .find(|p| p.name == record.policy)
+        .ok_or_else(|| {
+            ApiError::Forbidden(format!(
+                "the session's policy {} no longer exists",
+                record.policy
+            ))
+        })?;
+    if !policy.keys.contains(&request.key) {
+        return Err(ApiError::Forbidden(format!(
+            "policy {} no longer grants key {}",
+            record.policy, request.key
+        )));
+    }
     let algorithm = key.algorithm();
-    let wanted = algorithm.digest_algorithm();
+    let wanted = algorithm.digest_algorithm().ok_or_else(|| {
+        ApiError::Forbidden(format!("key {} signs no digests", request.key))
+    })?;
     let mut digests = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
         let digest = Digest::parse(text)
@@ -118,11 +141,52 @@ pub async fn sign(
         }
         digests.push(digest);
     }
+    // A version deactivated by another process (a break-glass rotation) while this request
+    // signed is refused by the append; the key's versions are then re-read and the request
+    // signed once more under the new active version.
+    match sign_and_log(&state, &audit, key, &cached, &token_hash, &request.key, algorithm, &digests, now).await? {
+        Attempt::Done(response) => return Ok(response),
+        Attempt::Stale(reason) => {
+            tracing::info!(key = %request.key, reason = %reason, "the active version changed while signing; signing again");
+            state.keys.reload(&state.store).await?;
+        }
+    }
+    match sign_and_log(&state, &audit, key, &cached, &token_hash, &request.key, algorithm, &digests, now).await? {
+        Attempt::Done(response) => Ok(response),
+        Attempt::Stale(reason) => Err(ApiError::Conflict(format!(
+            "{reason}: the key was rotated while this request was signing; sign again"
+        ))),
+    }
+}
+
+/// One signing attempt's end.
+enum Attempt {
+    /// Signed, logged, charged.
+    Done(Json<SignResponse>),
+    /// The version signed with was no longer active at its place in the log: nothing was
+    /// logged or charged, and the signatures were dropped.
+    Stale(String),
+}
+
+/// Signs `digests` with the active version and commits the entries with the quota charge.
+#[allow(clippy::too_many_arguments)]
+async fn sign_and_log(
+    state: &AppState,
+    audit: &Audit,
+    key: &ManagedKey,
+    cached: &CachedSession,
+    token_hash: &str,
+    key_name: &str,
+    algorithm: Algorithm,
+    digests: &[Digest],
+    now: i64,
+) -> Result<Attempt, ApiError> {
+    let record = &cached.record;
     // Held until the entries are committed: a rotation cannot slip in between (see `gate`).
     let _gate = key.gate.read().await;
     let active = key
         .active()
-        .ok_or_else(|| ApiError::Internal(format!("key {} has no active version", request.key)))?;
+        .ok_or_else(|| ApiError::Internal(format!("key {} has no active version", key_name)))?;
 
     let count = digests.len() as u64;
     // A pre-check on this replica's view of the count spares the HSM work that the store would
@@ -135,7 +199,7 @@ pub async fn sign(
     }
 
     let digest_texts: Vec<String> = digests.iter().map(Digest::to_text).collect();
-    let raw: Vec<Vec<u8>> = digests.into_iter().map(|d| d.bytes).collect();
+    let raw: Vec<Vec<u8>> = digests.iter().map(|d| d.bytes.clone()).collect();
     let backend_started = std::time::Instant::now();
     let outcome = key.backend.sign(&active.backend_ref, algorithm, raw).await;
     let backend_us = backend_started.elapsed().as_micros() as u64;
@@ -157,14 +221,14 @@ pub async fn sign(
         .collect();
     #[cfg(feature = "bench-unlogged")]
     if let Some(mode) = unlogged::mode() {
-        let first_index = unlogged::charge(&state, mode, &cached, &token_hash, count, now).await?;
-        return Ok(respond(
-            &request.key,
+        let first_index = unlogged::charge(state, mode, cached, token_hash, count, now).await?;
+        return Ok(Attempt::Done(respond(
+            &key_name,
             &active,
             algorithm,
             signed,
             first_index,
-        ));
+        )));
     }
     let claims = CanonicalClaims::new(&record.claims).map_err(LogError::from)?;
     let events: Vec<LogEvent> = signed
@@ -173,7 +237,7 @@ pub async fn sign(
             LogEvent::signature(
                 record,
                 &claims,
-                &request.key,
+                &key_name,
                 active.version,
                 &active.key_id,
                 algorithm.as_str(),
@@ -186,11 +250,15 @@ pub async fn sign(
     // Quota and log entries commit together, durably, before anything is returned: a signature
     // the quota refuses, or that could not be logged, never leaves the daemon.
     let charge = QuotaCharge {
-        token_hash: token_hash.clone(),
+        token_hash: token_hash.to_string(),
         count,
         now,
     };
-    let first_index = match state.log.append_charged(charge, &events).await? {
+    let first_index = match state
+        .log
+        .append_signatures(charge, &key_name, active.version, &events)
+        .await?
+    {
         AppendOutcome::Appended {
             first_index,
             remaining,
@@ -211,21 +279,22 @@ pub async fn sign(
             return Err(ApiError::QuotaExceeded { remaining });
         }
         AppendOutcome::Refused(QuotaOutcome::Expired) => return Err(ApiError::SessionExpired),
-        AppendOutcome::Refused(_) | AppendOutcome::Stale(_) => {
-            state.sessions.remove(&token_hash);
+        AppendOutcome::Stale(reason) => return Ok(Attempt::Stale(reason)),
+        AppendOutcome::Refused(_) => {
+            state.sessions.remove(token_hash);
             return Err(ApiError::InvalidToken(
                 "no live session for this token".into(),
             ));
         }
     };
     audit.record(|a| a.signatures = Some(signed.len()));
-    Ok(respond(
-        &request.key,
+    Ok(Attempt::Done(respond(
+        key_name,
         &active,
         algorithm,
         signed,
         first_index,
-    ))
+    )))
 }
 
 /// The 200 body: `signed` holds each digest's text and its signature in base64.
@@ -296,7 +365,7 @@ pub(crate) mod unlogged {
                     count,
                     now,
                 };
-                match state.log.append_charged(charge, &[]).await? {
+                match state.log.charge(charge).await? {
                     AppendOutcome::Appended { .. } => Ok(0),
                     _ => Err(ApiError::QuotaExceeded { remaining: 0 }),
                 }

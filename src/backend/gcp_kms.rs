@@ -178,6 +178,7 @@ fn algorithm_for(spec: &KeySpec) -> CryptoKeyVersionAlgorithm {
     match (spec.algorithm, spec.rsa_bits) {
         (Algorithm::ES256, _) => CryptoKeyVersionAlgorithm::EcSignP256Sha256,
         (Algorithm::ES384, _) => CryptoKeyVersionAlgorithm::EcSignP384Sha384,
+        (Algorithm::EdDSA, _) => CryptoKeyVersionAlgorithm::EcSignEd25519,
         (Algorithm::PS256, 4096) => CryptoKeyVersionAlgorithm::RsaSignPss4096Sha256,
         (Algorithm::PS256, 3072) => CryptoKeyVersionAlgorithm::RsaSignPss3072Sha256,
         (Algorithm::PS256, _) => CryptoKeyVersionAlgorithm::RsaSignPss2048Sha256,
@@ -193,6 +194,7 @@ fn algorithm_fits(found: &CryptoKeyVersionAlgorithm, algorithm: Algorithm) -> bo
     match algorithm {
         Algorithm::ES256 => *found == A::EcSignP256Sha256,
         Algorithm::ES384 => *found == A::EcSignP384Sha384,
+        Algorithm::EdDSA => *found == A::EcSignEd25519,
         Algorithm::PS256 => [
             A::RsaSignPss2048Sha256,
             A::RsaSignPss3072Sha256,
@@ -367,25 +369,33 @@ impl SigningBackend for GcpKmsBackend {
         let calls: Vec<_> = digests
             .iter()
             .map(|digest| {
-                let payload = if algorithm == Algorithm::ES384 {
-                    Digest::new().set_sha384(digest.clone())
-                } else {
-                    Digest::new().set_sha256(digest.clone())
-                };
-                self.client
-                    .asymmetric_sign()
-                    .set_name(reference)
-                    .set_digest(payload)
-                    .set_digest_crc32c(crc32c(digest))
+                let call = self.client.asymmetric_sign().set_name(reference);
+                match algorithm {
+                    // Ed25519 signs the message itself: Cloud KMS takes it as `data`.
+                    Algorithm::EdDSA => call
+                        .set_data(digest.clone())
+                        .set_data_crc32c(crc32c(digest)),
+                    Algorithm::ES384 => call
+                        .set_digest(Digest::new().set_sha384(digest.clone()))
+                        .set_digest_crc32c(crc32c(digest)),
+                    _ => call
+                        .set_digest(Digest::new().set_sha256(digest.clone()))
+                        .set_digest_crc32c(crc32c(digest)),
+                }
             })
             .collect();
         let calls = calls.into_iter().map(|call| call.send());
         let mut signatures = Vec::with_capacity(digests.len());
         for answer in super::call_each(calls).await {
             let answer = answer.map_err(|e| self.error(reference, e))?;
-            if !answer.verified_digest_crc32c {
+            let input_verified = if algorithm == Algorithm::EdDSA {
+                answer.verified_data_crc32c
+            } else {
+                answer.verified_digest_crc32c
+            };
+            if !input_verified {
                 return Err(self.malformed(
-                    "verifiedDigestCrc32c is false: the digest was damaged on the way".into(),
+                    "the input's CRC32C was not verified: it was damaged on the way".into(),
                 ));
             }
             if answer.signature_crc32c != Some(crc32c(&answer.signature)) {

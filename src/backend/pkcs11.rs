@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
@@ -26,6 +27,8 @@ use crate::config::secret::Secret;
 const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 /// DER of the P-384 curve OID (1.3.132.0.34).
 const P384_PARAMS: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+/// `CKA_EC_PARAMS` of Ed25519 keys: the RFC 8410 OID id-Ed25519 (1.3.101.112).
+const ED25519_PARAMS: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 /// DigestInfo prefix for SHA-256 (RFC 8017 §9.2 note 1): `CKM_RSA_PKCS` signs DigestInfo.
 const SHA256_DIGEST_INFO: &[u8] = &[
     0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
@@ -189,6 +192,13 @@ impl Pkcs11Backend {
                     reason,
                 }),
             Algorithm::PS256 | Algorithm::RS256 => Ok(raw),
+            Algorithm::EdDSA => match raw.iter().find(|r| r.len() != 64) {
+                Some(r) => Err(BackendError::Malformed {
+                    backend: self.name.clone(),
+                    reason: format!("an Ed25519 signature of {} bytes", r.len()),
+                }),
+                None => Ok(raw),
+            },
         }
     }
 
@@ -348,6 +358,8 @@ fn mechanism(algorithm: Algorithm) -> Mechanism<'static> {
             s_len: 32.into(),
         }),
         Algorithm::RS256 => Mechanism::RsaPkcs,
+        // Pure Ed25519 over the whole message (no parameters: the curve defines the scheme).
+        Algorithm::EdDSA => Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
     }
 }
 
@@ -355,7 +367,9 @@ fn mechanism(algorithm: Algorithm) -> Mechanism<'static> {
 fn signing_input(algorithm: Algorithm, digest: &[u8]) -> Vec<u8> {
     match algorithm {
         Algorithm::RS256 => [SHA256_DIGEST_INFO, digest].concat(),
-        Algorithm::ES256 | Algorithm::ES384 | Algorithm::PS256 => digest.to_vec(),
+        Algorithm::ES256 | Algorithm::ES384 | Algorithm::PS256 | Algorithm::EdDSA => {
+            digest.to_vec()
+        }
     }
 }
 
@@ -417,6 +431,10 @@ fn generate(session: &Session, spec: &KeySpec) -> Result<(ObjectHandle, ObjectHa
             public.push(Attribute::ModulusBits(u64::from(spec.rsa_bits).into()));
             public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
             Mechanism::RsaPkcsKeyPairGen
+        }
+        Algorithm::EdDSA => {
+            public.push(Attribute::EcParams(ED25519_PARAMS.to_vec()));
+            Mechanism::EccEdwardsKeyPairGen
         }
     };
     let mut private = common_private;
@@ -482,6 +500,21 @@ fn public_key_spki(
                     .and_then(|k| k.to_public_key_der().map_err(|e| e.to_string()))
             };
             der.map(|d| d.as_bytes().to_vec())
+        }
+        Algorithm::EdDSA => {
+            if key_type != Some(KeyType::EC_EDWARDS) {
+                return Ok(Err("not an Ed25519 key".to_string()));
+            }
+            if params.as_deref() != Some(ED25519_PARAMS) {
+                return Ok(Err("the key is on another curve".to_string()));
+            }
+            let Some(point) = point else {
+                return Ok(Err("no CKA_EC_POINT".to_string()));
+            };
+            match <[u8; 32]>::try_from(unwrap_ec_point(&point, 32)) {
+                Ok(raw) => Ok(crate::signature::ed25519_spki(&raw)),
+                Err(_) => Err("CKA_EC_POINT is not a 32-byte Ed25519 key".to_string()),
+            }
         }
         Algorithm::PS256 | Algorithm::RS256 => {
             if key_type != Some(KeyType::RSA) {

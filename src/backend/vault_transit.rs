@@ -192,9 +192,19 @@ impl VaultTransitBackend {
                 backend: self.name.clone(),
                 reason: format!("key {key} has a version named {version:?}"),
             })?;
-            let spki = pem_to_der(&entry.public_key).ok_or_else(|| BackendError::Malformed {
+            // Transit gives ECDSA and RSA keys as PEM, Ed25519 keys as base64 of the raw key.
+            let spki = if algorithm == Algorithm::EdDSA {
+                STANDARD
+                    .decode(entry.public_key.trim())
+                    .ok()
+                    .and_then(|raw| <[u8; 32]>::try_from(raw).ok())
+                    .map(|raw| crate::signature::ed25519_spki(&raw))
+            } else {
+                pem_to_der(&entry.public_key)
+            };
+            let spki = spki.ok_or_else(|| BackendError::Malformed {
                 backend: self.name.clone(),
-                reason: format!("key {key} version {version}: public key is not PEM"),
+                reason: format!("key {key} version {version}: public key is malformed"),
             })?;
             versions.push((version, spki));
         }
@@ -253,6 +263,7 @@ fn key_type_fits(key_type: &KeyType, algorithm: Algorithm) -> bool {
     match algorithm {
         Algorithm::ES256 => matches!(key_type, KeyType::EcdsaP256),
         Algorithm::ES384 => matches!(key_type, KeyType::EcdsaP384),
+        Algorithm::EdDSA => matches!(key_type, KeyType::Ed25519),
         Algorithm::PS256 | Algorithm::RS256 => {
             matches!(
                 key_type,
@@ -266,6 +277,7 @@ fn key_type_for(spec: &KeySpec) -> KeyType {
     match spec.algorithm {
         Algorithm::ES256 => KeyType::EcdsaP256,
         Algorithm::ES384 => KeyType::EcdsaP384,
+        Algorithm::EdDSA => KeyType::Ed25519,
         Algorithm::PS256 | Algorithm::RS256 => match spec.rsa_bits {
             4096 => KeyType::Rsa4096,
             3072 => KeyType::Rsa3072,
@@ -401,9 +413,11 @@ impl SigningBackend for VaultTransitBackend {
                 key: reference.to_string(),
                 reason: "not a NAME:VERSION reference".into(),
             })?;
-        let hash = match algorithm.digest_algorithm() {
-            DigestAlgorithm::Sha256 => "sha2-256",
-            DigestAlgorithm::Sha384 => "sha2-384",
+        // Ed25519 signs the raw message (not prehashed); the hash in the path is then ignored.
+        let (hash, prehashed) = match algorithm.digest_algorithm() {
+            Some(DigestAlgorithm::Sha256) => ("sha2-256", true),
+            Some(DigestAlgorithm::Sha384) => ("sha2-384", true),
+            None => ("sha2-256", false),
         };
         let inputs: Vec<Value> = digests
             .iter()
@@ -411,7 +425,7 @@ impl SigningBackend for VaultTransitBackend {
             .collect();
         let mut body = json!({
             "key_version": version,
-            "prehashed": true,
+            "prehashed": prehashed,
             "marshaling_algorithm": "asn1",
             "batch_input": inputs,
         });
@@ -422,7 +436,7 @@ impl SigningBackend for VaultTransitBackend {
                 body["salt_length"] = json!("hash");
             }
             Algorithm::RS256 => body["signature_algorithm"] = json!("pkcs1v15"),
-            Algorithm::ES256 | Algorithm::ES384 => {}
+            Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA => {}
         }
         let response = self
             .request(

@@ -177,7 +177,7 @@ algorithm = "ES256"
 [[keys]]
 name = "log-signing"
 backend = "hsm"
-algorithm = "ES256"
+algorithm = "EdDSA"
 
 [[policies]]
 name = "dev-signers"

@@ -1,6 +1,6 @@
-//! `signet keys list|pem|rotate|retire`: inspect keys through the API or a JWKS; rotate and
-//! retire them through the API (an admin's OIDC token) or, break-glass, with `--config`
-//! directly on the store and backends.
+//! `signet keys list|pem|rotate|retire|revoke`: inspect keys through the API or a JWKS; rotate,
+//! retire and revoke them through the API (an admin's OIDC token) or, break-glass, with
+//! `--config` directly on the store and backends.
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -38,8 +38,8 @@ pub enum KeysCommand {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// Retire a version at once (a compromised key): it leaves the JWKS, and signatures by it no
-    /// longer verify. An active version is replaced by a new one first.
+    /// Retire a version at once: it leaves the JWKS; what it signed still verifies against a
+    /// trust root. For a compromised key use `revoke`. An active version is replaced first.
     Retire {
         /// The key.
         name: String,
@@ -51,6 +51,24 @@ pub enum KeysCommand {
         /// Why, for the log.
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// Revoke a compromised version (irreversible, logged): signatures it made that were logged
+    /// from --compromised-since on stop verifying; earlier ones still verify. An active version
+    /// is replaced by a new one first.
+    Revoke {
+        /// The key.
+        name: String,
+        /// The version to revoke.
+        #[arg(long)]
+        version: u32,
+        /// From when the key is taken to be compromised (RFC 3339, not in the future).
+        #[arg(long, value_name = "RFC3339")]
+        compromised_since: String,
+        /// Why, for the log.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        target: ChangeTarget,
     },
     /// Print the PEM public key of one JWKS entry, after checking its kid is its thumbprint.
     Pem {
@@ -79,6 +97,9 @@ pub struct ChangeTarget {
     /// The audience to ask the CI's issuer for.
     #[arg(long, default_value = "signet")]
     audience: String,
+    /// Allow plain http:// to a host that is not loopback.
+    #[arg(long)]
+    insecure_http: bool,
 }
 
 /// Runs a `keys` subcommand.
@@ -121,6 +142,32 @@ pub fn run(command: KeysCommand) -> Result<(), Failure> {
                 })
             }))
         }
+        KeysCommand::Revoke {
+            name,
+            version,
+            compromised_since,
+            reason,
+            target,
+        } => {
+            let since = crate::clock::parse_rfc3339(&compromised_since).ok_or_else(|| {
+                Failure::usage(anyhow!(
+                    "--compromised-since must be an RFC 3339 time, like 2026-11-30T08:00:00Z"
+                ))
+            })?;
+            let body = json!({
+                "version": version,
+                "compromised_since": compromised_since,
+                "reason": reason,
+            });
+            runtime()?.block_on(change(&name, "revoke", body, &target, |ring, context| {
+                let reason = reason.clone();
+                let name = name.clone();
+                Box::pin(async move {
+                    ring.revoke(&name, version, since, &Actor::BreakGlass, &reason, context)
+                        .await
+                })
+            }))
+        }
     }
 }
 
@@ -147,7 +194,7 @@ where
         let source = TokenSource::detect(target.token_file.clone(), &target.audience)
             .map_err(Failure::usage)?;
         let token = source.token().await.map_err(Failure::usage)?;
-        let client = Client::new(server).map_err(client_failure)?;
+        let client = Client::connect(server, target.insecure_http).map_err(client_failure)?;
         let answer: Value = client
             .post_json(&format!("/v1/keys/{name}/{action}"), &token, &body)
             .await
@@ -184,9 +231,9 @@ where
         clock: &clock as &dyn Clock,
     };
     let version = local(&ring, &context).await.map_err(|e| match e {
-        crate::keys::KeyError::Conflict { .. } | crate::keys::KeyError::BadVersion { .. } => {
-            Failure::refused(e)
-        }
+        crate::keys::KeyError::Conflict { .. }
+        | crate::keys::KeyError::BadVersion { .. }
+        | crate::keys::KeyError::LogKey(_) => Failure::refused(e),
         other => Failure::usage(other),
     })?;
     println!(

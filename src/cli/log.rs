@@ -1,5 +1,7 @@
 //! `signet log checkpoint|verify|prove`: check the log from outside, with nothing but the
-//! server's public endpoints and its JWKS. A failed check exits 1 and names the index or size.
+//! server's public endpoints and a pinned log key (`--log-key`, `--trust`, or the one the state
+//! file remembers; first use without one needs `--trust-on-first-use`). A failed check exits 1
+//! and names the index or size.
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -9,25 +11,24 @@ use base64::engine::general_purpose::STANDARD;
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 
+use super::trust::{load_log_key, servers_log_key, write_file};
 use super::{Failure, client_failure, runtime};
-use crate::client::{Client, LogEntry, LogProof, load_jwks};
-use crate::jwks::JwkSet;
+use crate::client::{Client, LogEntry, LogProof, load_text};
 use crate::log::checkpoint::{Checkpoint, verify_checkpoint};
 use crate::log::merkle::{self, Hash, RootBuilder};
+use crate::note::VerifierKey;
+use crate::trust::TrustRoot;
 
 /// `signet log` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum LogCommand {
-    /// Fetch the latest checkpoint, verify its signature against the JWKS and print it.
+    /// Fetch the latest checkpoint, verify it under the pinned log key and print it.
     Checkpoint(LogArgs),
-    /// Verify the checkpoint, its consistency with the one remembered in --state (trust on first
-    /// use), and with --full recompute the whole tree from the entries.
+    /// Verify the checkpoint, its consistency with the one remembered in --state, and with
+    /// --full recompute the whole tree from the entries.
     Verify {
         #[command(flatten)]
         args: LogArgs,
-        /// File remembering the last verified checkpoint (created on first use).
-        #[arg(long)]
-        state: Option<PathBuf>,
         /// Also fetch every entry and recompute the tree.
         #[arg(long)]
         full: bool,
@@ -48,21 +49,34 @@ pub enum LogCommand {
 /// Options every `log` subcommand takes.
 #[derive(Debug, clap::Args)]
 pub struct LogArgs {
-    /// The signet server, e.g. http://127.0.0.1:8420.
+    /// The signet server, e.g. https://signet.example.
     #[arg(long)]
     server: String,
-    /// JWKS URL or file holding the log key; default: the server's own.
+    /// The pinned log key: a vkey (origin+id+key), or a file or URL holding one.
+    #[arg(long, value_name = "VKEY_OR_FILE", conflicts_with = "trust")]
+    log_key: Option<String>,
+    /// Pin the log key that this trust root (`signet trust`, a file or URL) names.
+    #[arg(long, value_name = "FILE_OR_URL")]
+    trust: Option<String>,
+    /// With no pin given or remembered, take the server's own log key (and remember it in
+    /// --state): only when you can check it some other way.
     #[arg(long)]
-    jwks: Option<String>,
-    /// The expected checkpoint origin; default: whatever the checkpoint says (or the state file).
+    trust_on_first_use: bool,
+    /// File remembering the pinned log key and the last verified checkpoint.
     #[arg(long)]
-    origin: Option<String>,
+    state: Option<PathBuf>,
+    /// Allow plain http:// to a host that is not loopback.
+    #[arg(long)]
+    insecure_http: bool,
 }
 
-/// The remembered checkpoint of `signet log verify --state`.
+/// What `--state` remembers: the pinned log key and the last verified checkpoint.
 #[derive(Debug, Serialize, Deserialize)]
 struct State {
     origin: String,
+    /// Absent in state files written before log keys were pinned.
+    #[serde(default)]
+    log_key: Option<String>,
     size: u64,
     root: String,
 }
@@ -72,37 +86,136 @@ pub fn run(command: LogCommand) -> Result<(), Failure> {
     runtime()?.block_on(async move {
         match command {
             LogCommand::Checkpoint(args) => {
-                let (note, checkpoint, _) = fetch_checkpoint(&args, None).await?;
+                let pinned = Pinned::resolve(&args).await?;
+                let (note, checkpoint) = fetch_checkpoint(&pinned).await?;
+                pinned.remember_first(&args, &checkpoint)?;
                 print!("{note}");
                 eprintln!(
-                    "checkpoint verified: {} entries, signed by {}",
-                    checkpoint.size, checkpoint.origin
+                    "checkpoint verified under {}: {} entries",
+                    pinned.log_key.to_vkey(),
+                    checkpoint.size
                 );
                 Ok(())
             }
-            LogCommand::Verify { args, state, full } => verify(&args, state.as_deref(), full).await,
+            LogCommand::Verify { args, full } => verify(&args, full).await,
             LogCommand::Prove { args, index, wait } => prove(&args, index, wait).await,
         }
     })
 }
 
-async fn fetch_checkpoint(
-    args: &LogArgs,
-    origin: Option<&str>,
-) -> Result<(String, Checkpoint, Client), Failure> {
-    let client = Client::new(&args.server).map_err(client_failure)?;
-    let jwks: JwkSet = match &args.jwks {
-        Some(source) => load_jwks(source).await.map_err(client_failure)?,
-        None => client.jwks().await.map_err(client_failure)?,
-    };
-    let note = client
+/// The server, the pinned log key and what the state file remembers.
+struct Pinned {
+    client: Client,
+    log_key: VerifierKey,
+    remembered: Option<State>,
+    /// Whether the key was taken on first use (so remembering it is news).
+    first_use: bool,
+}
+
+impl Pinned {
+    async fn resolve(args: &LogArgs) -> Result<Pinned, Failure> {
+        let client = Client::connect(&args.server, args.insecure_http).map_err(client_failure)?;
+        let remembered: Option<State> = match &args.state {
+            Some(path) if path.exists() => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Failure::usage(anyhow!("{}: {e}", path.display())))?;
+                Some(
+                    serde_json::from_str(&text)
+                        .map_err(|e| Failure::usage(anyhow!("{}: {e}", path.display())))?,
+                )
+            }
+            _ => None,
+        };
+        let remembered_key = match remembered.as_ref().and_then(|s| s.log_key.as_deref()) {
+            Some(vkey) => Some(
+                VerifierKey::parse(vkey)
+                    .map_err(|e| Failure::usage(anyhow!("state file: log_key: {e}")))?,
+            ),
+            None => None,
+        };
+        let given = match (&args.log_key, &args.trust) {
+            (Some(source), _) => Some(load_log_key(source, args.insecure_http).await?),
+            (None, Some(location)) => {
+                let text = load_text(location, args.insecure_http)
+                    .await
+                    .map_err(client_failure)?;
+                let root: TrustRoot = serde_json::from_str(&text)
+                    .map_err(|e| Failure::refused(anyhow!("{location}: {e}")))?;
+                let key = VerifierKey::parse(&root.log_key)
+                    .map_err(|e| Failure::refused(anyhow!("{location}: log_key: {e}")))?;
+                // The root must at least be signed by the key it names.
+                verify_checkpoint(&root.checkpoint, &key)
+                    .map_err(|e| Failure::refused(anyhow!("{location}: {e}")))?;
+                Some(key)
+            }
+            (None, None) => None,
+        };
+        let (log_key, first_use) = match (given, remembered_key) {
+            (Some(given), Some(remembered)) if given != remembered => {
+                return Err(Failure::refused(anyhow!(
+                    "the state file pins log key {}, not {}: a new log key is a new log",
+                    remembered.to_vkey(),
+                    given.to_vkey()
+                )));
+            }
+            (Some(given), _) => (given, false),
+            (None, Some(remembered)) => (remembered, false),
+            (None, None) if args.trust_on_first_use => {
+                let key = servers_log_key(&client).await?;
+                eprintln!(
+                    "signet: warning: trusting the server's log key on first use: {}",
+                    key.to_vkey()
+                );
+                (key, true)
+            }
+            (None, None) => {
+                return Err(Failure::usage(anyhow!(
+                    "no log key is pinned: pass --log-key VKEY or --trust FILE (or \
+                     --trust-on-first-use to take the server's own, remembered in --state)"
+                )));
+            }
+        };
+        Ok(Pinned {
+            client,
+            log_key,
+            remembered,
+            first_use,
+        })
+    }
+
+    /// Writes a state file that pins the key, when there was none (or it had no key).
+    fn remember_first(&self, args: &LogArgs, checkpoint: &Checkpoint) -> Result<(), Failure> {
+        let Some(path) = &args.state else {
+            return Ok(());
+        };
+        if self
+            .remembered
+            .as_ref()
+            .is_some_and(|s| s.log_key.is_some())
+            && !self.first_use
+        {
+            return Ok(());
+        }
+        let state = State {
+            origin: checkpoint.origin.clone(),
+            log_key: Some(self.log_key.to_vkey()),
+            size: checkpoint.size,
+            root: STANDARD.encode(checkpoint.root),
+        };
+        write_state(path, &state).map_err(Failure::usage)
+    }
+}
+
+async fn fetch_checkpoint(pinned: &Pinned) -> Result<(String, Checkpoint), Failure> {
+    let note = pinned
+        .client
         .get_text("/v1/log/checkpoint")
         .await
         .map_err(client_failure)?;
-    let origin = args.origin.as_deref().or(origin);
-    let checkpoint = verify_checkpoint(&note, origin, &jwks)
-        .map_err(|e| Failure::refused(anyhow!("checkpoint from {}: {e}", args.server)))?;
-    Ok((note, checkpoint, client))
+    let checkpoint = verify_checkpoint(&note, &pinned.log_key).map_err(|e| {
+        Failure::refused(anyhow!("checkpoint from {}: {e}", pinned.client.url("")))
+    })?;
+    Ok((note, checkpoint))
 }
 
 fn decode_hashes(hashes: &[String]) -> Result<Vec<Hash>, Failure> {
@@ -110,20 +223,12 @@ fn decode_hashes(hashes: &[String]) -> Result<Vec<Hash>, Failure> {
         .ok_or_else(|| Failure::refused(anyhow!("a proof hash is not base64 of 32 bytes")))
 }
 
-async fn verify(args: &LogArgs, state_path: Option<&Path>, full: bool) -> Result<(), Failure> {
-    let remembered: Option<State> = match state_path {
-        Some(path) if path.exists() => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Failure::usage(anyhow!("{}: {e}", path.display())))?;
-            Some(
-                serde_json::from_str(&text)
-                    .map_err(|e| Failure::usage(anyhow!("{}: {e}", path.display())))?,
-            )
-        }
-        _ => None,
-    };
-    let (_, checkpoint, client) =
-        fetch_checkpoint(args, remembered.as_ref().map(|s| s.origin.as_str())).await?;
+async fn verify(args: &LogArgs, full: bool) -> Result<(), Failure> {
+    let pinned = Pinned::resolve(args).await?;
+    let state_path = args.state.as_deref();
+    let (_, checkpoint) = fetch_checkpoint(&pinned).await?;
+    let client = &pinned.client;
+    let remembered = pinned.remembered.as_ref();
     let size = checkpoint.size;
 
     if let Some(old) = &remembered {
@@ -231,6 +336,7 @@ async fn verify(args: &LogArgs, state_path: Option<&Path>, full: bool) -> Result
     if let Some(path) = state_path {
         let state = State {
             origin: checkpoint.origin.clone(),
+            log_key: Some(pinned.log_key.to_vkey()),
             size,
             root: STANDARD.encode(checkpoint.root),
         };
@@ -243,7 +349,7 @@ async fn verify(args: &LogArgs, state_path: Option<&Path>, full: bool) -> Result
             old.size
         ));
     } else if state_path.is_some() {
-        summary.push_str(", remembered (trust on first use)");
+        summary.push_str(", remembered with its log key");
     }
     if full {
         summary.push_str(", every entry rehashed");
@@ -253,19 +359,19 @@ async fn verify(args: &LogArgs, state_path: Option<&Path>, full: bool) -> Result
 }
 
 fn write_state(path: &Path, state: &State) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(state)?;
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, text + "\n").map_err(|e| anyhow!("{}: {e}", temporary.display()))?;
-    std::fs::rename(&temporary, path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    Ok(())
+    let text = serde_json::to_string_pretty(state)? + "\n";
+    write_file(path, text.as_bytes())
 }
 
 async fn prove(args: &LogArgs, index: u64, wait: Duration) -> Result<(), Failure> {
+    let pinned = Pinned::resolve(args).await?;
+    let client = &pinned.client;
     let deadline = Instant::now() + wait;
-    let (checkpoint, client) = loop {
-        let (_, checkpoint, client) = fetch_checkpoint(args, None).await?;
+    let checkpoint = loop {
+        let (_, checkpoint) = fetch_checkpoint(&pinned).await?;
         if index < checkpoint.size {
-            break (checkpoint, client);
+            pinned.remember_first(args, &checkpoint)?;
+            break checkpoint;
         }
         if Instant::now() >= deadline {
             return Err(Failure::refused(anyhow!(

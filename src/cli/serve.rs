@@ -12,7 +12,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::config::store::StoreLocation;
 use crate::keys::KeyRing;
-use crate::log::Log;
+use crate::log::anchor::{Anchor, FileAnchor};
+use crate::log::{CheckpointSigner, Log, LogError};
 use crate::oidc::Verifier;
 use crate::session::SessionCache;
 
@@ -85,7 +86,7 @@ pub async fn start(
             "store.url: unsupported store"
         )));
     };
-    let store = crate::store::open(&StoreLocation::Sqlite(path))
+    let store = crate::store::open(&StoreLocation::Sqlite(path.clone()))
         .await
         .context("cannot open the store")
         .map_err(Failure::usage)?;
@@ -95,14 +96,31 @@ pub async fn start(
         .context("cannot set up keys")
         .map_err(Failure::usage)?;
     let keys = Arc::new(keys);
-    // Sign a checkpoint now, so GET /v1/log/checkpoint always has one to serve.
-    log.checkpoint(&keys, &config.log.key, clock.as_ref())
+    let signer: Arc<dyn CheckpointSigner> = Arc::new(
+        keys.log_signer(&config.log.origin)
+            .context("cannot set up the log key")
+            .map_err(Failure::usage)?,
+    );
+    let anchor: Arc<dyn Anchor> = Arc::new(FileAnchor::beside(&path));
+    // Sign a checkpoint now, so GET /v1/log/checkpoint always has one to serve. A stored log
+    // that does not extend what was signed before stops checkpoints (and `/readyz`), not the
+    // daemon: the operator can still read the log to investigate.
+    if let Err(e) = log
+        .checkpoint(signer.as_ref(), anchor.as_ref(), clock.as_ref())
         .await
-        .context("cannot sign a log checkpoint")
-        .map_err(Failure::usage)?;
+    {
+        match e {
+            LogError::Inconsistent(reason) => tracing::error!(reason = %reason, "refusing to sign checkpoints: the stored log is inconsistent with what was signed before"),
+            other => {
+                return Err(Failure::usage(
+                    anyhow::Error::new(other).context("cannot sign a log checkpoint"),
+                ));
+            }
+        }
+    }
     log.spawn_checkpointer(
-        Arc::clone(&keys),
-        config.log.key.clone(),
+        Arc::clone(&signer),
+        anchor,
         Arc::clone(&clock),
         config.log.checkpoint_interval.get(),
     );
@@ -122,6 +140,7 @@ pub async fn start(
         verifier,
         store,
         keys,
+        log_key: Arc::new(signer.verifier().clone()),
         log,
         clock,
         sessions: Arc::new(SessionCache::new(SESSION_CACHE_CAPACITY)),

@@ -21,6 +21,7 @@ use crate::id_token::TokenSource;
 use crate::jwks::{JwkSet, spki_from_jwk};
 use crate::log::checkpoint::verify_checkpoint;
 use crate::manifest::{OUTPUT_FILES, build_with_progress};
+use crate::note::VerifierKey;
 use crate::receipt::{LoggedSignature, RECEIPT_VERSION, Receipt};
 use crate::signature::{digest_of, verify_digest};
 
@@ -45,6 +46,13 @@ pub struct SignArgs {
     /// directory).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
+    /// The log key to check checkpoints under (a vkey, or a file or URL holding one); default:
+    /// the server's own (`/v1/log/vkey`).
+    #[arg(long, value_name = "VKEY_OR_FILE")]
+    pub log_key: Option<String>,
+    /// Allow plain http:// to a host that is not loopback.
+    #[arg(long)]
+    pub insecure_http: bool,
     /// How long to wait for a checkpoint covering the new log entries.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub checkpoint_wait: Duration,
@@ -108,7 +116,12 @@ pub fn run(args: SignArgs) -> Result<(), Failure> {
     }
     let provenance = args.provenance.to_provenance()?;
     let runtime = runtime()?;
-    let client = Client::new(&args.server).map_err(client_failure)?;
+    let client = Client::connect(&args.server, args.insecure_http).map_err(client_failure)?;
+    let log_key = runtime.block_on(super::trust::log_key_or_servers(
+        args.log_key.as_deref(),
+        &client,
+        args.insecure_http,
+    ))?;
     // The key and the token are checked before hashing, so a typo or a refused token fails fast
     // rather than after minutes of hashing.
     let algorithm = runtime.block_on(key_algorithm(&client, &args.key))?;
@@ -143,7 +156,7 @@ pub fn run(args: SignArgs) -> Result<(), Failure> {
         let envelope_signature = check_signed(&jwks, &envelope_signed, &envelope_digest)?;
         let receipt = receipt(
             &client,
-            &jwks,
+            &log_key,
             &manifest_signed,
             &envelope_signed,
             args.checkpoint_wait,
@@ -187,10 +200,16 @@ async fn key_algorithm(client: &Client, key: &str) -> Result<Algorithm, Failure>
         .iter()
         .find(|k| k.name == key)
         .ok_or_else(|| Failure::refused(anyhow!("the server has no key named {key:?}")))?;
-    listing
+    let algorithm: Algorithm = listing
         .algorithm
         .parse()
-        .map_err(|_| Failure::refused(anyhow!("key {key} has an unknown algorithm")))
+        .map_err(|_| Failure::refused(anyhow!("key {key} has an unknown algorithm")))?;
+    if algorithm.digest_algorithm().is_none() {
+        return Err(Failure::refused(anyhow!(
+            "key {key} is the log key: it signs checkpoints only"
+        )));
+    }
+    Ok(algorithm)
 }
 
 /// Opens a signing session for `key` with a fresh ID token.
@@ -221,7 +240,10 @@ async fn sign_digests(
 ) -> Result<Vec<SignedDigest>, Failure> {
     let digest_texts: Vec<String> = digests
         .iter()
-        .map(|d| format!("{}:{}", algorithm.digest_algorithm().name(), hex::encode(d)))
+        .map(|d| {
+            let name = algorithm.digest_algorithm().map_or("message", |a| a.name());
+            format!("{name}:{}", hex::encode(d))
+        })
         .collect();
     let request = json!({"key": key, "digests": digest_texts});
     let mut renewed = false;
@@ -285,7 +307,7 @@ fn check_signed(jwks: &JwkSet, signed: &SignedDigest, digest: &[u8]) -> Result<V
 /// Waits for a checkpoint covering both entries and collects their leaves and inclusion proofs.
 async fn receipt(
     client: &Client,
-    jwks: &JwkSet,
+    log_key: &VerifierKey,
     manifest_signed: &SignedDigest,
     envelope_signed: &SignedDigest,
     wait: Duration,
@@ -297,7 +319,7 @@ async fn receipt(
             .get_text("/v1/log/checkpoint")
             .await
             .map_err(client_failure)?;
-        let checkpoint = verify_checkpoint(&note, None, jwks)
+        let checkpoint = verify_checkpoint(&note, log_key)
             .map_err(|e| Failure::refused(anyhow!("the server's checkpoint: {e}")))?;
         if checkpoint.size >= needed {
             break (note, checkpoint);

@@ -1,18 +1,20 @@
-//! `signet verify MODEL_PATH --sig-dir DIR --jwks URL_OR_FILE [--identity K=V]...`: the
-//! deployment-side check. Offline with a JWKS file; with `--server` it also proves that the
-//! receipt's checkpoint is consistent with the log's latest one (no forked or rewritten log).
+//! `signet verify MODEL_PATH (--trust FILE_OR_URL | --jwks URL_OR_FILE --log-key VKEY)`: the
+//! deployment-side check, offline with files. The log key is pinned (by `--log-key`, or as the
+//! key the trust root names); nothing is taken from the material being checked. With
+//! `--server` it also proves the receipt's checkpoint consistent with the log's latest one.
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::Args;
 
 use super::sign::default_signature_dir;
+use super::trust::{DEFAULT_MAX_TRUST_AGE, TrustSource, load_log_key, load_trust};
 use super::{Failure, client_failure, runtime};
-use crate::client::{Client, LogProof, load_jwks};
-use crate::jwks::JwkSet;
+use crate::client::{Client, load_jwks};
 use crate::log::checkpoint::verify_checkpoint;
-use crate::log::merkle;
-use crate::verify::{Request, Verified, signer_claim, verify_model};
+use crate::note::VerifierKey;
+use crate::verify::{KeySource, Request, Verified, signer_claim, verify_model};
 
 /// `signet verify` options.
 #[derive(Debug, Args)]
@@ -22,9 +24,22 @@ pub struct VerifyArgs {
     /// Where the signature files are; default: the model directory (a file model: its directory).
     #[arg(long)]
     pub sig_dir: Option<PathBuf>,
-    /// The signer's JWKS: a URL (https://signet.example/.well-known/jwks.json) or a file.
+    /// The log's trust root (`signet trust`), a file or a URL: every key version it proves,
+    /// valid by log order, so models signed before a rotation or retirement still verify.
+    #[arg(long, value_name = "FILE_OR_URL", conflicts_with = "jwks")]
+    pub trust: Option<String>,
+    /// The signer's JWKS (a URL or a file): only the versions it still lists. Needs --log-key.
+    #[arg(long, value_name = "URL_OR_FILE")]
+    pub jwks: Option<String>,
+    /// The pinned log key: a vkey (origin+id+key), or a file or URL holding one.
+    #[arg(long, value_name = "VKEY_OR_FILE")]
+    pub log_key: Option<String>,
+    /// The oldest trust root accepted, by its checkpoint's time.
+    #[arg(long, default_value = DEFAULT_MAX_TRUST_AGE, value_parser = humantime::parse_duration)]
+    pub max_trust_age: Duration,
+    /// Where the last accepted trust root is remembered (default: the user's state folder).
     #[arg(long)]
-    pub jwks: String,
+    pub trust_state: Option<PathBuf>,
     /// A claim the signer must have had, e.g. repository=acme/models (repeatable); `iss`, `sub`
     /// and `policy` name the caller, anything else a build claim recorded in the log.
     #[arg(long = "identity", value_name = "CLAIM=VALUE")]
@@ -32,6 +47,9 @@ pub struct VerifyArgs {
     /// Also check the receipt against the server's current log (consistency of checkpoints).
     #[arg(long)]
     pub server: Option<String>,
+    /// Allow plain http:// to a host that is not loopback.
+    #[arg(long)]
+    pub insecure_http: bool,
 }
 
 /// Runs `signet verify`.
@@ -48,31 +66,53 @@ pub fn run(args: VerifyArgs) -> Result<(), Failure> {
                 })
         })
         .collect::<Result<_, _>>()?;
+    if args.trust.is_none() && (args.jwks.is_none() || args.log_key.is_none()) {
+        return Err(Failure::usage(anyhow!(
+            "give --trust FILE_OR_URL, or both --jwks URL_OR_FILE and --log-key VKEY_OR_FILE \
+             (the log key must be pinned: it is never taken from the JWKS)"
+        )));
+    }
     let sig_dir = args
         .sig_dir
         .clone()
         .unwrap_or_else(|| default_signature_dir(&args.model));
     let runtime = runtime()?;
-    let jwks = runtime
-        .block_on(load_jwks(&args.jwks))
-        .map_err(client_failure)?;
-    let progress = super::progress::HashBar::new("verifying");
-    let request = Request {
-        model: &args.model,
-        sig_dir: &sig_dir,
-        jwks: &jwks,
-        identity: &identity,
-        progress: &progress,
+    let log_key = match &args.log_key {
+        Some(source) => Some(runtime.block_on(load_log_key(source, args.insecure_http))?),
+        None => None,
     };
-    let verified = verify_model(&request).map_err(|e| {
-        if e.is_io() {
-            Failure::usage(e)
-        } else {
-            Failure::refused(e)
-        }
-    })?;
+    let progress = super::progress::HashBar::new("verifying");
+    let verified = if let Some(location) = &args.trust {
+        let trust = runtime.block_on(load_trust(&TrustSource {
+            location,
+            log_key: log_key.clone(),
+            max_age: args.max_trust_age,
+            state: args.trust_state.as_deref(),
+            server: args.server.as_deref(),
+            insecure_http: args.insecure_http,
+        }))?;
+        verify(&args, &sig_dir, &identity, KeySource::Trust(&trust), &progress)?
+    } else {
+        let (Some(jwks), Some(log_key)) = (&args.jwks, &log_key) else {
+            return Err(Failure::usage(anyhow!("--jwks needs --log-key")));
+        };
+        let jwks = runtime
+            .block_on(load_jwks(jwks, args.insecure_http))
+            .map_err(client_failure)?;
+        let keys = KeySource::Jwks {
+            jwks: &jwks,
+            log_key,
+        };
+        verify(&args, &sig_dir, &identity, keys, &progress)?
+    };
+    let pinned = log_key.unwrap_or_else(|| verified.log_key.clone());
     if let Some(server) = &args.server {
-        runtime.block_on(check_against_log(server, &jwks, &verified))?;
+        runtime.block_on(check_against_log(
+            server,
+            args.insecure_http,
+            &pinned,
+            &verified,
+        ))?;
     }
     let event = &verified.entry.event;
     let who = |claim| signer_claim(event, claim).unwrap_or_else(|| "?".into());
@@ -91,19 +131,43 @@ pub fn run(args: VerifyArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+fn verify(
+    args: &VerifyArgs,
+    sig_dir: &std::path::Path,
+    identity: &[(String, String)],
+    keys: KeySource<'_>,
+    progress: &super::progress::HashBar,
+) -> Result<Verified, Failure> {
+    let request = Request {
+        model: &args.model,
+        sig_dir,
+        keys,
+        identity,
+        progress,
+    };
+    verify_model(&request).map_err(|e| {
+        if e.is_io() {
+            Failure::usage(e)
+        } else {
+            Failure::refused(e)
+        }
+    })
+}
+
 /// Proves that the receipt's checkpoint is a prefix of the server's latest signed checkpoint.
 async fn check_against_log(
     server: &str,
-    jwks: &JwkSet,
+    insecure_http: bool,
+    log_key: &VerifierKey,
     verified: &Verified,
 ) -> Result<(), Failure> {
-    let client = Client::new(server).map_err(client_failure)?;
+    let client = Client::connect(server, insecure_http).map_err(client_failure)?;
     let note = client
         .get_text("/v1/log/checkpoint")
         .await
         .map_err(client_failure)?;
     let old = &verified.checkpoint;
-    let latest = verify_checkpoint(&note, Some(&old.origin), jwks)
+    let latest = verify_checkpoint(&note, log_key)
         .map_err(|e| Failure::refused(anyhow!("the server's latest checkpoint: {e}")))?;
     if latest.size < old.size {
         return Err(Failure::refused(anyhow!(
@@ -112,24 +176,13 @@ async fn check_against_log(
             old.size
         )));
     }
-    let proof: LogProof = client
-        .get_json(&format!(
-            "/v1/log/proof/consistency?from={}&to={}",
-            old.size, latest.size
-        ))
-        .await
-        .map_err(client_failure)?;
-    let hashes = merkle::decode_hashes(&proof.hashes)
-        .ok_or_else(|| Failure::refused(anyhow!("a consistency proof hash is malformed")))?;
-    merkle::verify_consistency(old.size, latest.size, &old.root, &latest.root, &hashes).map_err(
-        |e| {
-            Failure::refused(anyhow!(
-                "the receipt's checkpoint of size {} is not consistent with the log's checkpoint of size {}: {}",
-                old.size,
-                latest.size,
-                e.0
-            ))
-        },
-    )?;
-    Ok(())
+    super::trust::prove_consistent(
+        server,
+        insecure_http,
+        old.size,
+        &old.root,
+        latest.size,
+        &latest.root,
+    )
+    .await
 }

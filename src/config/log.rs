@@ -11,7 +11,7 @@ use super::{HumanDuration, Problems};
 pub struct LogConfig {
     /// The checkpoint origin line, e.g. `signet.example/log`.
     pub origin: String,
-    /// The `[[keys]]` entry that signs checkpoints; must be ES256.
+    /// The `[[keys]]` entry that signs checkpoints: EdDSA (Ed25519), signing nothing else.
     pub key: String,
     /// How often a new checkpoint is signed while entries arrive (default "1s").
     #[serde(default = "default_checkpoint_interval")]
@@ -26,7 +26,6 @@ impl LogConfig {
     pub(super) fn validate(
         &self,
         key_names: &[&str],
-        log_key_algorithm: Option<crate::algorithm::Algorithm>,
         problems: &mut Problems,
     ) {
         self.checkpoint_interval.check(
@@ -35,13 +34,6 @@ impl LogConfig {
             Duration::from_secs(60),
             problems,
         );
-        if log_key_algorithm.is_some_and(|a| a != crate::algorithm::Algorithm::ES256) {
-            // C2SP signed notes define ECDSA signatures for P-256 with SHA-256 (type 0x02).
-            problems.push(
-                "log.key",
-                "the log key must be ES256 (checkpoints are ECDSA P-256 signed notes)",
-            );
-        }
         // C2SP tlog-checkpoint: the origin is one non-empty line, conventionally schema-less.
         if self.origin.is_empty()
             || self.origin.len() > 256

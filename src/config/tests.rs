@@ -37,7 +37,7 @@ grace_period = "30d"
 [[keys]]
 name = "log-signing"
 backend = "hsm"
-algorithm = "ES256"
+algorithm = "EdDSA"
 
 [[policies]]
 name = "release-models"
@@ -253,4 +253,50 @@ key_ring = "projects/p/locations/global/keyRings/r"
         expected.push("backends.vault.type");
     }
     assert_eq!(fields, expected);
+}
+
+#[test]
+fn the_log_key_is_a_fixed_ed25519_role() {
+    let module = module_file();
+    let valid = valid(module.path());
+    let log_key = "name = \"log-signing\"\nbackend = \"hsm\"\nalgorithm = \"EdDSA\"";
+    assert!(valid.contains(log_key));
+    let cases = [
+        // Checkpoints are Ed25519 notes.
+        (
+            valid.replace(log_key, &log_key.replace("EdDSA", "ES256")),
+            "keys[1].algorithm",
+        ),
+        // EdDSA is the log key's alone.
+        (
+            valid.replace(
+                "name = \"model-signing\"\nbackend = \"hsm\"\nalgorithm = \"ES256\"",
+                "name = \"model-signing\"\nbackend = \"hsm\"\nalgorithm = \"EdDSA\"",
+            ),
+            "keys[0].algorithm",
+        ),
+        // Never rotated.
+        (
+            valid.replace(log_key, &format!("{log_key}\nrotation_period = \"90d\"")),
+            "keys[1].rotation_period",
+        ),
+        // No other key on the same backend key.
+        (
+            valid.replace(
+                "name = \"model-signing\"\nbackend = \"hsm\"",
+                "name = \"model-signing\"\nbackend = \"hsm\"\nbackend_key = \"log-signing\"",
+            ),
+            "keys[0].backend_key",
+        ),
+        // Not in AWS KMS (LocalStack cannot make Ed25519 keys to test it).
+        (
+            valid.replace(log_key, &log_key.replace("\"hsm\"", "\"aws\""))
+                + "\n[backends.aws]\ntype = \"aws_kms\"\nregion = \"us-east-1\"\n",
+            "keys[1].backend",
+        ),
+    ];
+    for (text, field) in cases {
+        let fields: Vec<String> = problems_of(&text).into_iter().map(|p| p.field).collect();
+        assert!(fields.iter().any(|f| f == field), "{field} missing from {fields:?}");
+    }
 }

@@ -1,18 +1,17 @@
 //! Checkpoints in the C2SP `tlog-checkpoint` format, as C2SP `signed-note`s.
 //!
-//! Body: `<origin>\n<tree size>\n<base64 root hash>\n`. Signature line:
-//! `— <origin> base64(key ID || signature)`. signet signs with an ECDSA P-256 key (`[log] key`,
-//! ES256) as signed-note signature type 0x02, the one transparency-dev/witness uses:
-//! the key ID is the first 4 bytes of SHA-256 over the key's DER SubjectPublicKeyInfo, and the
-//! signature is ASN.1 DER ECDSA over SHA-256 of the note text (the body, final newline included).
+//! Body: `<origin>\n<tree size>\n<base64 root hash>\n`, signed by the log key alone (Ed25519,
+//! signature type 0x01, key name = origin), so any C2SP or Go `sumdb/note` verifier, and any
+//! witness, can check it. A verifier accepts a checkpoint only under the log key it pinned.
+//!
+//! signet adds one extension line, `time <unix seconds>`: when the log key signed it. Verifiers
+//! use it to refuse stale trust roots; the daemon signs the same tree again when its latest
+//! checkpoint grows old, so a quiet log still has a fresh checkpoint.
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use p256::ecdsa::signature::Verifier;
-use p256::pkcs8::DecodePublicKey;
-use sha2::{Digest, Sha256};
 
 use super::merkle::Hash;
-use crate::jwks::{JwkSet, spki_from_jwk};
+use crate::note::{NoteError, SignedNote, VerifierKey};
 
 /// The unsigned checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +22,8 @@ pub struct Checkpoint {
     pub size: u64,
     /// Root hash.
     pub root: Hash,
+    /// When it was signed (Unix seconds), from the `time` extension line.
+    pub time: Option<i64>,
 }
 
 /// Why a checkpoint note was refused.
@@ -39,23 +40,24 @@ pub enum CheckpointError {
         /// What the note says.
         found: String,
     },
-    /// No signature by a key in the JWKS.
-    #[error("no signature on the checkpoint is by a key in the JWKS")]
-    UnknownKey,
-    /// A signature by a known key does not verify.
-    #[error("the checkpoint signature does not verify")]
-    BadSignature,
+    /// The note is malformed or not validly signed by the pinned log key.
+    #[error("checkpoint signature: {0}")]
+    Note(#[from] NoteError),
 }
 
 impl Checkpoint {
     /// The note text that is signed.
     pub fn body(&self) -> String {
-        format!(
+        let mut body = format!(
             "{}\n{}\n{}\n",
             self.origin,
             self.size,
             STANDARD.encode(self.root)
-        )
+        );
+        if let Some(time) = self.time {
+            body.push_str(&format!("time {time}\n"));
+        }
+        body
     }
 
     /// Parses a checkpoint body (extension lines are ignored).
@@ -92,170 +94,101 @@ impl Checkpoint {
             .ok_or(CheckpointError::Malformed(
                 "root hash is not base64 of 32 bytes",
             ))?;
-        if lines.any(str::is_empty) {
-            return Err(CheckpointError::Malformed("empty extension line"));
+        let mut time = None;
+        for line in lines {
+            if line.is_empty() {
+                return Err(CheckpointError::Malformed("empty extension line"));
+            }
+            if let Some(value) = line.strip_prefix("time ") {
+                if time.is_some() {
+                    return Err(CheckpointError::Malformed("two time lines"));
+                }
+                time = Some(
+                    value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|t| *t >= 0 && value.bytes().all(|b| b.is_ascii_digit()))
+                        .ok_or(CheckpointError::Malformed("time is not Unix seconds"))?,
+                );
+            }
         }
         Ok(Checkpoint {
             origin: origin.to_string(),
             size,
             root,
+            time,
         })
     }
 }
 
-/// The signed-note key ID of an ECDSA key: SHA-256 of its DER SPKI, first four bytes.
-pub fn ecdsa_key_id(spki: &[u8]) -> [u8; 4] {
-    let digest = Sha256::digest(spki);
-    [digest[0], digest[1], digest[2], digest[3]]
-}
-
-/// The signed note: body, blank line, one signature line.
-pub fn sign_note(body: &str, key_name: &str, key_id: [u8; 4], signature_der: &[u8]) -> String {
-    let mut blob = key_id.to_vec();
-    blob.extend_from_slice(signature_der);
-    format!("{body}\n\u{2014} {key_name} {}\n", STANDARD.encode(blob))
-}
-
-/// A parsed signed note.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedNote {
-    /// The signed text, final newline included.
-    pub text: String,
-    /// `(key name, key ID, signature)` per signature line.
-    pub signatures: Vec<(String, [u8; 4], Vec<u8>)>,
-}
-
-/// Splits a signed note into its text and signature lines.
-pub fn parse_note(note: &str) -> Result<SignedNote, CheckpointError> {
-    if note.len() > 64 * 1024 || note.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(CheckpointError::Malformed("not a signed note"));
-    }
-    let split = note.rfind("\n\n").ok_or(CheckpointError::Malformed(
-        "no blank line before signatures",
-    ))?;
-    let text = &note[..split + 1];
-    let mut signatures = Vec::new();
-    for line in note[split + 2..].split_terminator('\n') {
-        let rest = line
-            .strip_prefix("\u{2014} ")
-            .ok_or(CheckpointError::Malformed("signature line"))?;
-        let (name, blob) = rest
-            .split_once(' ')
-            .ok_or(CheckpointError::Malformed("signature line"))?;
-        let blob = STANDARD
-            .decode(blob)
-            .map_err(|_| CheckpointError::Malformed("signature base64"))?;
-        if blob.len() < 5 {
-            return Err(CheckpointError::Malformed("signature too short"));
-        }
-        let key_id = [blob[0], blob[1], blob[2], blob[3]];
-        signatures.push((name.to_string(), key_id, blob[4..].to_vec()));
-    }
-    if signatures.is_empty() {
-        return Err(CheckpointError::Malformed("no signatures"));
-    }
-    Ok(SignedNote {
-        text: text.to_string(),
-        signatures,
-    })
-}
-
-/// Verifies a signed checkpoint against the ES256 keys of a JWKS; returns the checkpoint.
-/// Signatures by unknown keys are ignored; one by a known key must verify, and at least one must.
-pub fn verify_checkpoint(
-    note: &str,
-    expected_origin: Option<&str>,
-    jwks: &JwkSet,
-) -> Result<Checkpoint, CheckpointError> {
-    let parsed = parse_note(note)?;
+/// Verifies a signed checkpoint under the pinned log key: its origin must be the key's name,
+/// and a signature line by that key must verify. Signatures by other keys (witnesses) are
+/// ignored here.
+pub fn verify_checkpoint(note: &str, log_key: &VerifierKey) -> Result<Checkpoint, CheckpointError> {
+    let parsed = SignedNote::parse(note)?;
     let checkpoint = Checkpoint::parse_body(&parsed.text)?;
-    if let Some(expected) = expected_origin
-        && checkpoint.origin != expected
-    {
+    if checkpoint.origin != log_key.name() {
         return Err(CheckpointError::WrongOrigin {
-            expected: expected.to_string(),
+            expected: log_key.name().to_string(),
             found: checkpoint.origin,
         });
     }
-    let keys: Vec<([u8; 4], p256::ecdsa::VerifyingKey)> = jwks
-        .keys
-        .iter()
-        .filter(|jwk| jwk.alg == "ES256")
-        .filter_map(|jwk| spki_from_jwk(jwk).ok())
-        .filter_map(|(_, spki)| {
-            let key = p256::ecdsa::VerifyingKey::from_public_key_der(&spki).ok()?;
-            Some((ecdsa_key_id(&spki), key))
-        })
-        .collect();
-    let mut verified = false;
-    for (name, key_id, signature) in &parsed.signatures {
-        if *name != checkpoint.origin {
-            continue;
-        }
-        for (id, key) in &keys {
-            if id != key_id {
-                continue;
-            }
-            let signature = p256::ecdsa::Signature::from_der(signature)
-                .map_err(|_| CheckpointError::BadSignature)?;
-            key.verify(parsed.text.as_bytes(), &signature)
-                .map_err(|_| CheckpointError::BadSignature)?;
-            verified = true;
-        }
-    }
-    if verified {
-        Ok(checkpoint)
-    } else {
-        Err(CheckpointError::UnknownKey)
-    }
+    log_key.verify(&parsed)?;
+    Ok(checkpoint)
+}
+
+/// The signed checkpoint note: the body and the log key's signature line.
+pub fn signed_checkpoint(body: &str, log_key: &VerifierKey, signature: &[u8; 64]) -> String {
+    format!("{body}\n{}", log_key.signature_line(signature))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algorithm::Algorithm;
-    use crate::jwks::jwk_from_spki;
-    use p256::ecdsa::signature::Signer;
-    use p256::pkcs8::EncodePublicKey;
+    use ed25519_dalek::Signer;
 
     #[test]
-    fn signs_and_verifies_a_checkpoint() {
-        let key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
-        let spki = key.verifying_key().to_public_key_der().expect("spki");
+    fn signs_and_verifies_a_checkpoint_under_the_pinned_key_only() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let log_key =
+            VerifierKey::new("signet.test/log", &key.verifying_key().to_bytes()).expect("vkey");
         let checkpoint = Checkpoint {
             origin: "signet.test/log".into(),
             size: 42,
             root: [7; 32],
+            time: Some(1_700_000_000),
         };
         let body = checkpoint.body();
-        let signature: p256::ecdsa::Signature = key.sign(body.as_bytes());
-        let note = sign_note(
-            &body,
-            &checkpoint.origin,
-            ecdsa_key_id(spki.as_bytes()),
-            signature.to_der().as_bytes(),
-        );
-        let jwks = JwkSet {
-            keys: vec![jwk_from_spki(spki.as_bytes(), Algorithm::ES256).expect("jwk")],
-        };
-        assert_eq!(
-            verify_checkpoint(&note, Some("signet.test/log"), &jwks),
-            Ok(checkpoint)
-        );
+        let note = signed_checkpoint(&body, &log_key, &key.sign(body.as_bytes()).to_bytes());
+        assert_eq!(verify_checkpoint(&note, &log_key), Ok(checkpoint.clone()));
+
+        let tampered = note.replacen("\n42\n", "\n43\n", 1);
         assert!(matches!(
-            verify_checkpoint(&note, Some("other/log"), &jwks),
+            verify_checkpoint(&tampered, &log_key),
+            Err(CheckpointError::Note(NoteError::BadSignature(_)))
+        ));
+        // Signed by another key under the same name: refused, whatever else it is.
+        let forger = ed25519_dalek::SigningKey::from_bytes(&[10; 32]);
+        let forged_key =
+            VerifierKey::new("signet.test/log", &forger.verifying_key().to_bytes()).expect("vkey");
+        let forged = signed_checkpoint(&body, &forged_key, &forger.sign(body.as_bytes()).to_bytes());
+        assert!(matches!(
+            verify_checkpoint(&forged, &log_key),
+            Err(CheckpointError::Note(NoteError::NotSigned(_)))
+        ));
+        // The pinned key's own signature over another origin's checkpoint.
+        let other = Checkpoint {
+            origin: "other.test/log".into(),
+            ..checkpoint
+        };
+        let other_key =
+            VerifierKey::new("other.test/log", &key.verifying_key().to_bytes()).expect("vkey");
+        let body = other.body();
+        let note = signed_checkpoint(&body, &other_key, &key.sign(body.as_bytes()).to_bytes());
+        assert!(matches!(
+            verify_checkpoint(&note, &log_key),
             Err(CheckpointError::WrongOrigin { .. })
         ));
-        let tampered = note.replacen("\n42\n", "\n43\n", 1);
-        assert_eq!(
-            verify_checkpoint(&tampered, None, &jwks),
-            Err(CheckpointError::BadSignature)
-        );
-        let empty = JwkSet { keys: vec![] };
-        assert_eq!(
-            verify_checkpoint(&note, None, &empty),
-            Err(CheckpointError::UnknownKey)
-        );
     }
 
     #[test]
@@ -265,6 +198,14 @@ mod tests {
         let checkpoint = Checkpoint::parse_body(body).expect("parses");
         assert_eq!(checkpoint.size, 20852163);
         assert_eq!(checkpoint.body(), body);
+        assert_eq!(checkpoint.time, None);
         assert!(Checkpoint::parse_body("o\n012\nAA==\n").is_err());
+        let timed = format!("{body}time 1700000000\n");
+        assert_eq!(
+            Checkpoint::parse_body(&timed).expect("parses").time,
+            Some(1_700_000_000)
+        );
+        assert!(Checkpoint::parse_body(&format!("{body}time -1\n")).is_err());
+        assert!(Checkpoint::parse_body(&format!("{timed}time 1\n")).is_err());
     }
 }

@@ -35,6 +35,9 @@ pub struct LogEvent {
     /// Claims naming the build (repository, ref, workflow, run ids, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub claims: Option<CanonicalClaims>,
+    /// From when a revoked key version is taken to be compromised (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compromised_since: Option<String>,
     /// `sha256:<hex>` that was signed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
@@ -79,9 +82,15 @@ pub struct LogEvent {
     /// When the replaced version retires (leaves the JWKS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retire_at: Option<String>,
+    /// Which sessions an administrator ended: `subject=…`, `policy=…` or `all`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// The session's random id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// How many sessions an administrator ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u64>,
     /// The signature, base64, as returned to the caller.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
@@ -150,7 +159,10 @@ impl LogEvent {
             subject: None,
             policy: None,
             claims: None,
+            compromised_since: None,
+            scope: None,
             session_id: None,
+            sessions: None,
             keys: None,
             expires_at: None,
             max_signatures: None,
@@ -213,6 +225,35 @@ impl LogEvent {
         event.key_version = Some(version.version);
         event.key_id = Some(version.key_id.clone());
         event.algorithm = Some(version.algorithm.as_str().to_string());
+        event.reason = Some(reason.to_string());
+        event
+    }
+
+    /// A version was revoked: signatures logged from `compromised_since` on are invalid.
+    pub fn key_revoked(
+        version: &KeyVersionRecord,
+        compromised_since: i64,
+        actor: &Actor,
+        reason: &str,
+        now: i64,
+    ) -> Self {
+        let mut event = LogEvent::key_retired(version, actor, reason, now);
+        event.kind = "key_revoked";
+        event.compromised_since = Some(rfc3339(compromised_since));
+        event
+    }
+
+    /// Live sessions were ended by an administrator (`scope` says which).
+    pub fn sessions_revoked(
+        scope: &str,
+        sessions: u64,
+        actor: &Actor,
+        reason: &str,
+        now: i64,
+    ) -> Self {
+        let mut event = LogEvent::new("sessions_revoked", now).by(actor);
+        event.scope = Some(scope.to_string());
+        event.sessions = Some(sessions);
         event.reason = Some(reason.to_string());
         event
     }
@@ -346,6 +387,9 @@ mod tests {
         every_field.previous_version = Some(6);
         every_field.reason = Some("line\nbreak".into());
         every_field.retire_at = Some(rfc3339(1_700_086_400));
+        every_field.compromised_since = Some(rfc3339(1_700_000_050));
+        every_field.scope = Some("subject=repo:acme/models".into());
+        every_field.sessions = Some(3);
         let events = [
             every_field,
             LogEvent::session_created(&session, 1_700_000_000).expect("claims"),

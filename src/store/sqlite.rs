@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use super::{
     AppendOutcome, KeyChange, KeyState, KeyVersionRecord, LogAppend, QuotaCharge, QuotaOutcome,
-    SessionRecord, Store, StoreError, StoredCheckpoint, StoredEntry,
+    Revocation, SessionRecord, SessionScope, Store, StoreError, StoredCheckpoint, StoredEntry,
 };
 use crate::log::merkle::{self, Hash};
 
@@ -70,6 +70,10 @@ CREATE TABLE log_checkpoints (
     note       TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+"#,
+    r#"
+ALTER TABLE key_versions ADD COLUMN revoked_index INTEGER;
+ALTER TABLE key_versions ADD COLUMN compromised_since INTEGER;
 "#,
 ];
 
@@ -372,7 +376,24 @@ fn append_batch(c: &mut Connection, batch: &[LogAppend]) -> Result<Vec<AppendOut
         let mut read_node = tx
             .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND last_leaf = ?2")
             .map_err(unavailable)?;
+        let mut active_state = tx
+            .prepare_cached("SELECT state FROM key_versions WHERE key = ?1 AND version = ?2")
+            .map_err(unavailable)?;
         for item in batch {
+            // Signatures name the version that made them: it must still be active here, at their
+            // place in the log, whichever process deactivated it (a break-glass rotation).
+            if let Some((key, version)) = &item.signing_version {
+                let state: Option<String> = active_state
+                    .query_row(params![key, version], |row| row.get(0))
+                    .optional()
+                    .map_err(unavailable)?;
+                if state.as_deref() != Some("active") {
+                    outcomes.push(AppendOutcome::Stale(format!(
+                        "key {key} version {version} is no longer active"
+                    )));
+                    continue;
+                }
+            }
             if let Some(change) = &item.key_change
                 && let Err(reason) = apply_key_change(&tx, change, next)?
             {
@@ -481,6 +502,30 @@ fn apply_key_change(
                 params![key, version],
             )
             .map_err(unavailable)?;
+        }
+        KeyChange::Revoke {
+            key,
+            version,
+            compromised_since,
+        } => {
+            match state_of(key, *version)? {
+                Some((state, _)) if state == "verify-only" || state == "retired" => {}
+                other => {
+                    return Ok(Err(format!(
+                        "key {key} version {version} is not verify-only or retired ({other:?})"
+                    )));
+                }
+            }
+            let changed = tx
+                .execute(
+                    "UPDATE key_versions SET state = 'retired', revoked_index = ?3, compromised_since = ?4 \
+                     WHERE key = ?1 AND version = ?2 AND revoked_index IS NULL",
+                    params![key, version, to_i64(log_index), compromised_since],
+                )
+                .map_err(unavailable)?;
+            if changed == 0 {
+                return Ok(Err(format!("key {key} version {version} is already revoked")));
+            }
         }
         KeyChange::Abandon { key, version } => {
             match state_of(key, *version)? {
@@ -597,6 +642,49 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn live_sessions(
+        &self,
+        scope: &SessionScope,
+        now: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let (filter, value) = match scope {
+            SessionScope::Subject(subject) => ("AND subject = ?2", subject.clone()),
+            SessionScope::Policy(policy) => ("AND policy = ?2", policy.clone()),
+            SessionScope::All => ("AND ?2 = ?2", String::new()),
+        };
+        self.read(move |c| {
+            let mut statement = c
+                .prepare(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE ended = 0 AND expires_at > ?1 {filter}"
+                ))
+                .map_err(unavailable)?;
+            let rows = statement
+                .query_map(params![now, value], session_from_row)
+                .map_err(unavailable)?;
+            rows.map(|row| row.map_err(unavailable).and_then(finish_session))
+                .collect()
+        })
+        .await
+    }
+
+    async fn end_sessions(&self, token_hashes: Vec<String>) -> Result<u64, StoreError> {
+        self.call(move |c| {
+            let tx = c.transaction().map_err(unavailable)?;
+            let mut ended = 0;
+            {
+                let mut statement = tx
+                    .prepare_cached("UPDATE sessions SET ended = 1 WHERE token_hash = ?1 AND ended = 0")
+                    .map_err(unavailable)?;
+                for hash in &token_hashes {
+                    ended += statement.execute([hash]).map_err(unavailable)? as u64;
+                }
+            }
+            tx.commit().map_err(unavailable)?;
+            Ok(ended)
+        })
+        .await
+    }
+
     async fn purge_sessions(&self, before: i64) -> Result<u64, StoreError> {
         self.call(move |c| {
             let deleted = c
@@ -613,7 +701,8 @@ impl Store for SqliteStore {
             let mut statement = c
                 .prepare(
                     "SELECT key, version, key_id, backend, backend_ref, algorithm, public_key_spki, state, \
-                     created_at, retire_at, log_index FROM key_versions WHERE key = ?1 ORDER BY version",
+                     created_at, retire_at, log_index, revoked_index, compromised_since FROM key_versions \
+                     WHERE key = ?1 ORDER BY version",
                 )
                 .map_err(unavailable)?;
             let rows = statement
@@ -630,13 +719,23 @@ impl Store for SqliteStore {
                         row.get::<_, i64>(8)?,
                         row.get::<_, Option<i64>>(9)?,
                         row.get::<_, Option<i64>>(10)?,
+                        (row.get::<_, Option<i64>>(11)?, row.get::<_, Option<i64>>(12)?),
                     ))
                 })
                 .map_err(unavailable)?;
             let mut versions = Vec::new();
             for row in rows {
-                let (key, version, key_id, backend, backend_ref, algorithm, spki, state, created_at, retire_at, log_index) =
+                let (key, version, key_id, backend, backend_ref, algorithm, spki, state, created_at, retire_at, log_index, revoked) =
                     row.map_err(unavailable)?;
+                let revocation = match revoked {
+                    (Some(index), Some(compromised_since)) => Some(Revocation {
+                        log_index: u64::try_from(index)
+                            .map_err(|_| StoreError::Corrupt(format!("key {key} v{version}: revoked_index")))?,
+                        compromised_since,
+                    }),
+                    (None, None) => None,
+                    _ => return Err(StoreError::Corrupt(format!("key {key} v{version}: half a revocation"))),
+                };
                 versions.push(KeyVersionRecord {
                     algorithm: algorithm
                         .parse()
@@ -652,6 +751,7 @@ impl Store for SqliteStore {
                     created_at,
                     retire_at,
                     log_index: log_index.and_then(|i| u64::try_from(i).ok()),
+                    revocation,
                 });
             }
             Ok(versions)
@@ -881,7 +981,16 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(unavailable)?;
             match existing {
-                Some(root) if root == checkpoint.root => return Ok(()),
+                // The same tree signed again (by the log key, after an upgrade from another):
+                // the newer note replaces the older.
+                Some(root) if root == checkpoint.root => {
+                    tx.execute(
+                        "UPDATE log_checkpoints SET note = ?2, created_at = ?3 WHERE size = ?1",
+                        params![to_i64(checkpoint.size), checkpoint.note, checkpoint.created_at],
+                    )
+                    .map_err(unavailable)?;
+                    return tx.commit().map_err(unavailable);
+                }
                 Some(_) => {
                     return Err(StoreError::Conflict(format!(
                         "a checkpoint of size {} with another root exists",
@@ -952,6 +1061,7 @@ mod tests {
                 now,
             }),
             key_change: None,
+            signing_version: None,
             leaves: (0..count)
                 .map(|i| format!("leaf {i}").into_bytes())
                 .collect(),
@@ -986,6 +1096,7 @@ mod tests {
                 LogAppend {
                     charge: None,
                     key_change: None,
+                    signing_version: None,
                     leaves: vec![b"x".to_vec()],
                 },
             ])
@@ -1045,6 +1156,7 @@ mod tests {
                     .append_log_blocking(vec![LogAppend {
                         charge: None,
                         key_change: None,
+                        signing_version: None,
                         leaves: vec![leaf],
                     }])
                     .expect("append");

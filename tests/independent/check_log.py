@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Independent check of a signet log, written apart from signet's Rust code.
 
-Verifies the latest checkpoint's C2SP signed-note signature (type 0x02: ECDSA P-256, SHA-256,
-DER signature; key ID = first 4 bytes of SHA-256 over the key's DER SubjectPublicKeyInfo)
-against the server's JWKS, then one entry's RFC 9162 inclusion proof against that checkpoint.
+Verifies the latest checkpoint's C2SP signed-note signature (type 0x01: Ed25519 over the note
+text; key name = origin; key ID = first 4 bytes of SHA-256(name || 0x0A || 0x01 || public key),
+computed here) under the log's vkey, then one entry's RFC 9162 inclusion proof against that
+checkpoint.
 
-Usage: check_log.py SERVER_URL INDEX      (prints "OK ..." and exits 0, or exits 1)
+Usage: check_log.py SERVER_URL INDEX [VKEY]   (prints "OK ..." and exits 0, or exits 1)
+With no VKEY, the server's /v1/log/vkey is used.
 """
 import base64
 import hashlib
@@ -14,8 +16,7 @@ import sys
 import urllib.request
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
 def get(url):
@@ -23,40 +24,34 @@ def get(url):
         return response.read()
 
 
-def b64url(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def parse_vkey(vkey):
+    name, key_id_hex, encoded = vkey.strip().split("+", 2)
+    key = base64.b64decode(encoded)
+    if key[0] != 0x01 or len(key) != 33:
+        raise SystemExit("the vkey is not an Ed25519 key")
+    key_id = hashlib.sha256(name.encode() + b"\n" + key).digest()[:4]
+    if key_id.hex() != key_id_hex:
+        raise SystemExit("the vkey's key ID does not match its name and key")
+    return name, key_id, Ed25519PublicKey.from_public_bytes(key[1:])
 
 
-def jwk_keys(jwks):
-    for jwk in jwks["keys"]:
-        if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
-            continue
-        numbers = ec.EllipticCurvePublicNumbers(
-            int.from_bytes(b64url(jwk["x"]), "big"), int.from_bytes(b64url(jwk["y"]), "big"), ec.SECP256R1()
-        )
-        key = numbers.public_key()
-        spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        yield hashlib.sha256(spki).digest()[:4], key
-
-
-def verify_note(note, jwks):
+def verify_note(note, vkey):
+    name, key_id, key = parse_vkey(vkey)
     text, _, signature_block = note.rpartition("\n\n")
     text += "\n"
     origin, size, root = text.split("\n")[:3]
-    keys = list(jwk_keys(jwks))
+    if origin != name:
+        raise SystemExit(f"checkpoint origin {origin!r} is not the vkey's name {name!r}")
     verified = False
     for line in signature_block.strip("\n").split("\n"):
         assert line.startswith("\u2014 "), "signature line"
-        name, blob = line[2:].split(" ", 1)
+        line_name, blob = line[2:].split(" ", 1)
         blob = base64.b64decode(blob)
-        if name != origin:
-            continue
-        for key_id, key in keys:
-            if key_id == blob[:4]:
-                key.verify(blob[4:], text.encode(), ec.ECDSA(hashes.SHA256()))
-                verified = True
+        if line_name == name and blob[:4] == key_id:
+            key.verify(blob[4:], text.encode())
+            verified = True
     if not verified:
-        raise SystemExit("no checkpoint signature by a JWKS key")
+        raise SystemExit("no checkpoint signature by the log key")
     return origin, int(size), base64.b64decode(root)
 
 
@@ -86,10 +81,10 @@ def verify_inclusion(index, size, leaf_hash, proof, root):
 
 def main():
     server, index = sys.argv[1].rstrip("/"), int(sys.argv[2])
-    jwks = json.loads(get(server + "/.well-known/jwks.json"))
+    vkey = sys.argv[3] if len(sys.argv) > 3 else get(server + "/v1/log/vkey").decode()
     note = get(server + "/v1/log/checkpoint").decode()
     try:
-        origin, size, root = verify_note(note, jwks)
+        origin, size, root = verify_note(note, vkey)
     except InvalidSignature:
         raise SystemExit("checkpoint signature does not verify")
     entry = json.loads(get(f"{server}/v1/log/entries/{index}"))

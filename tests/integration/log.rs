@@ -23,6 +23,20 @@ pub fn signet_log(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The log's vkey, as served (tests pin it the way an operator would after checking it).
+pub async fn log_key(h: &Harness) -> String {
+    h.http
+        .get(h.daemon.url("/v1/log/vkey"))
+        .send()
+        .await
+        .expect("vkey")
+        .text()
+        .await
+        .expect("text")
+        .trim()
+        .to_string()
+}
+
 /// The latest checkpoint note, as served.
 async fn checkpoint_note(h: &Harness) -> String {
     h.http
@@ -187,7 +201,7 @@ async fn sessions_and_keys_are_logged_without_tokens() {
 }
 
 #[tokio::test]
-async fn checkpoint_is_a_signed_note_by_the_log_key_in_the_jwks() {
+async fn checkpoint_is_an_ed25519_note_accepted_only_under_the_pinned_log_key() {
     let h = Harness::start().await;
     let _ = sign_some(&h, 2).await;
     let response = h
@@ -205,11 +219,46 @@ async fn checkpoint_is_a_signed_note_by_the_log_key_in_the_jwks() {
     let note = wait_for_checkpoint(&h, 5).await;
     let lines: Vec<&str> = note.split('\n').collect();
     assert_eq!(lines[0], "signet.test/log");
-    assert_eq!(lines[3], "", "blank line before the signature");
-    assert!(lines[4].starts_with("\u{2014} signet.test/log "), "{note}");
-    let (code, stdout, stderr) = signet_log(&["checkpoint", "--server", &h.daemon.base_url]);
+    assert!(lines[3].starts_with("time "), "{note}");
+    assert_eq!(lines[4], "", "blank line before the signature");
+    assert!(lines[5].starts_with("\u{2014} signet.test/log "), "{note}");
+    // The vkey: origin, the C2SP key ID, an Ed25519 key; and the log key is not in the JWKS.
+    let vkey = log_key(&h).await;
+    let parsed = signet::note::VerifierKey::parse(&vkey).expect("a C2SP Ed25519 vkey");
+    assert_eq!(parsed.name(), "signet.test/log");
+    let jwks = h.jwks().await;
+    assert!(
+        jwks["keys"].as_array().expect("keys").iter().all(|k| k["kty"] != "OKP"),
+        "{jwks}"
+    );
+    let keys = h.get_json("/v1/keys").await;
+    let log_listing = keys
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|k| k["name"] == "log-signing")
+        .expect("listed");
+    assert_eq!(log_listing["role"], "log");
+    assert_eq!(log_listing["algorithm"], "EdDSA");
+
+    // No pin: refused, naming the options.
+    let (code, _, stderr) = signet_log(&["checkpoint", "--server", &h.daemon.base_url]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--log-key") && stderr.contains("--trust-on-first-use"), "{stderr}");
+    let (code, stdout, stderr) =
+        signet_log(&["checkpoint", "--server", &h.daemon.base_url, "--log-key", &vkey]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with("signet.test/log\n"));
+    // Another key of the same name (what a forger holds): exit 1 naming the signature.
+    let other = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let forged_vkey =
+        signet::note::VerifierKey::new("signet.test/log", &other.verifying_key().to_bytes())
+            .expect("vkey")
+            .to_vkey();
+    let (code, _, stderr) =
+        signet_log(&["checkpoint", "--server", &h.daemon.base_url, "--log-key", &forged_vkey]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("not signed by"), "{stderr}");
 }
 
 #[tokio::test]
@@ -259,9 +308,14 @@ async fn cli_verify_and_prove_succeed_on_an_honest_log() {
         "--state",
         state,
         "--full",
+        "--trust-on-first-use",
     ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("trust on first use"), "{stdout}");
+    assert!(stderr.contains("trusting the server's log key on first use"), "{stderr}");
+    assert!(stdout.contains("remembered with its log key"), "{stdout}");
+    let remembered: Value =
+        serde_json::from_str(&std::fs::read_to_string(state).expect("state")).expect("json");
+    assert_eq!(remembered["log_key"], log_key(&h).await.as_str());
     let more = sign_some(&h, 5).await;
     let last = more[4]["log_index"].as_u64().expect("index");
     wait_for_checkpoint(&h, last + 1).await;
@@ -278,6 +332,8 @@ async fn cli_verify_and_prove_succeed_on_an_honest_log() {
         &h.daemon.base_url,
         "--index",
         &last.to_string(),
+        "--state",
+        state,
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
@@ -377,6 +433,7 @@ async fn tamper(h: Harness, edit: &str) -> Harness {
 #[tokio::test]
 async fn an_edited_entry_is_caught_by_full_verification() {
     let h = Harness::start().await;
+    let vkey = log_key(&h).await;
     let signatures = sign_some(&h, 4).await;
     let target = signatures[2]["log_index"].as_u64().expect("index");
     wait_for_checkpoint(&h, target + 2).await;
@@ -390,6 +447,8 @@ async fn an_edited_entry_is_caught_by_full_verification() {
         "--state",
         state,
         "--full",
+        "--log-key",
+        &vkey,
     ]);
     assert_eq!(code, 0, "{stderr}");
     // Rewrite the signed digest in the entry and recompute its leaf hash, as a careful attacker would.
@@ -434,8 +493,16 @@ async fn a_deleted_entry_is_caught() {
     let signatures = sign_some(&h, 3).await;
     let target = signatures[1]["log_index"].as_u64().expect("index");
     wait_for_checkpoint(&h, target + 2).await;
+    let vkey = log_key(&h).await;
     let h = tamper(h, &format!("DELETE FROM log_entries WHERE idx = {target};")).await;
-    let (code, stdout, stderr) = signet_log(&["verify", "--server", &h.daemon.base_url, "--full"]);
+    let (code, stdout, stderr) = signet_log(&[
+        "verify",
+        "--server",
+        &h.daemon.base_url,
+        "--full",
+        "--log-key",
+        &vkey,
+    ]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stderr.contains(&format!("entry {target}")), "{stderr}");
 }
@@ -453,8 +520,16 @@ async fn an_edited_node_is_caught_by_consistency_with_an_earlier_checkpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state.json");
     let state = state.to_str().expect("utf8");
-    let (code, _, stderr) =
-        signet_log(&["verify", "--server", &h.daemon.base_url, "--state", state]);
+    let vkey = log_key(&h).await;
+    let (code, _, stderr) = signet_log(&[
+        "verify",
+        "--server",
+        &h.daemon.base_url,
+        "--state",
+        state,
+        "--log-key",
+        &vkey,
+    ]);
     assert_eq!(code, 0, "{stderr}");
     // Corrupt the stored hash of the first four leaves' subtree.
     let h = tamper(
@@ -474,6 +549,10 @@ async fn an_edited_node_is_caught_by_consistency_with_an_earlier_checkpoint() {
         h.daemon.logs().contains("inconsistent"),
         "the refusal is logged"
     );
+    let ready = h.http.get(h.daemon.url("/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status().as_u16(), 503);
+    let body: Value = ready.json().await.expect("json");
+    assert_eq!(body["failing"][0]["component"], "log", "{body}");
     // ...and the proofs it now serves do not verify against the remembered checkpoint.
     // Entry 4's proof in the tree of 6 uses the subtree of leaves 0..4.
     let (code, stdout, stderr) = signet_log(&[
@@ -484,7 +563,44 @@ async fn an_edited_node_is_caught_by_consistency_with_an_earlier_checkpoint() {
         "4",
         "--wait",
         "1s",
+        "--state",
+        state,
     ]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stderr.contains("entry 4"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_rewritten_history_gets_no_checkpoint_even_with_the_checkpoints_table_edited() {
+    let h = Harness::start().await;
+    let signatures = sign_some(&h, 4).await;
+    let last = signatures[3]["log_index"].as_u64().expect("index");
+    let note = wait_for_checkpoint(&h, last + 1).await;
+    let signed_size: u64 = note.lines().nth(1).and_then(|l| l.parse().ok()).expect("size");
+    // A database edit that leaves a self-consistent, shorter tree and no record of the
+    // checkpoints signed over the longer one: only the anchor beside the store remembers.
+    let cut = signed_size - 3;
+    let h = tamper(
+        h,
+        &format!(
+            "DELETE FROM log_entries WHERE idx >= {cut}; \
+             DELETE FROM log_nodes WHERE last_leaf >= {cut}; \
+             DELETE FROM log_checkpoints;"
+        ),
+    )
+    .await;
+    let _ = sign_some(&h, 2).await;
+    let ready = h.http.get(h.daemon.url("/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status().as_u16(), 503, "{}", h.daemon.logs());
+    let body: Value = ready.json().await.expect("json");
+    assert_eq!(body["failing"][0]["component"], "log", "{body}");
+    assert!(h.daemon.logs().contains("entries were removed"), "{}", h.daemon.logs());
+    // Nothing was signed over the rewritten history.
+    let response = h
+        .http
+        .get(h.daemon.url("/v1/log/checkpoint"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status().as_u16(), 404);
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use signet::jwks::JwkSet;
+use signet::note::VerifierKey;
 use signet::log::checkpoint::verify_checkpoint;
 use signet::log::merkle::{Hash, verify_consistency};
 
@@ -52,14 +52,17 @@ async fn acknowledged_signatures_survive_kill_9() {
         http,
     } = h;
     let config_path = daemon.config_path.clone();
-    let jwks: JwkSet = http
-        .get(daemon.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("json");
+    let log_key = VerifierKey::parse(
+        &http
+            .get(daemon.url("/v1/log/vkey"))
+            .send()
+            .await
+            .expect("vkey")
+            .text()
+            .await
+            .expect("text"),
+    )
+    .expect("the log's vkey");
     let acknowledged = Arc::new(Mutex::new(Vec::<Acknowledged>::new()));
     let checkpoints = Arc::new(Mutex::new(Vec::<(u64, Hash)>::new()));
     let mut daemon = Some(daemon);
@@ -107,19 +110,19 @@ async fn acknowledged_signatures_survive_kill_9() {
             }));
         }
         let watcher = {
-            let (http, base, stop, checkpoints, jwks) = (
+            let (http, base, stop, checkpoints, log_key) = (
                 http.clone(),
                 base.clone(),
                 stop.clone(),
                 checkpoints.clone(),
-                jwks.clone(),
+                log_key.clone(),
             );
             tokio::spawn(async move {
                 while !stop.load(Ordering::SeqCst) {
                     if let Ok(response) = http.get(format!("{base}/v1/log/checkpoint")).send().await
                         && let Ok(note) = response.text().await
                     {
-                        let checkpoint = verify_checkpoint(&note, Some("signet.test/log"), &jwks)
+                        let checkpoint = verify_checkpoint(&note, &log_key)
                             .expect("signed checkpoint");
                         checkpoints
                             .lock()
@@ -162,7 +165,7 @@ async fn acknowledged_signatures_survive_kill_9() {
             .text()
             .await
             .expect("text");
-        let checkpoint = verify_checkpoint(&note, Some("signet.test/log"), &jwks).expect("signed");
+        let checkpoint = verify_checkpoint(&note, &log_key).expect("signed");
         if checkpoint.size > highest {
             break checkpoint;
         }

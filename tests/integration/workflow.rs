@@ -79,6 +79,24 @@ struct Signed {
     jwks_url: String,
 }
 
+/// Writes the daemon's trust root to `path` with `signet trust`; returns the log's vkey.
+pub fn fetch_trust(h: &Harness, path: &Path) -> String {
+    let (code, _, stderr) = signet(
+        &[
+            "trust",
+            "--server",
+            &h.daemon.base_url,
+            "-o",
+            &path.display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "signet trust: {stderr}");
+    let root: Value =
+        serde_json::from_slice(&std::fs::read(path).expect("trust root")).expect("JSON");
+    root["log_key"].as_str().expect("log_key").to_string()
+}
+
 impl Signed {
     async fn new() -> Signed {
         let signed = Signed::unsigned(|c| c.add_key("other-key", "ES256")).await;
@@ -131,9 +149,21 @@ impl Signed {
         args
     }
 
+    /// `signet verify` with a trust root fetched now (and a state file of this test's own).
     fn verify(&self, model: &Path, extra: &[&str]) -> (i32, String, String) {
+        let trust = self.dir.path().join("trust.json");
+        fetch_trust(&self.h, &trust);
         let model = model.display().to_string();
-        let mut args = vec!["verify", model.as_str(), "--jwks", self.jwks_url.as_str()];
+        let trust = trust.display().to_string();
+        let state = self.dir.path().join("trust-state.json").display().to_string();
+        let mut args = vec![
+            "verify",
+            model.as_str(),
+            "--trust",
+            trust.as_str(),
+            "--trust-state",
+            state.as_str(),
+        ];
         args.extend_from_slice(extra);
         signet(&args, &[])
     }
@@ -191,8 +221,19 @@ async fn a_signed_model_verifies_online_and_offline_and_by_independent_tools() {
     std::fs::write(&jwks_file, jwks.to_string()).expect("jwks file");
     let model = s.model.display().to_string();
     let jwks_path = jwks_file.display().to_string();
-    let (code, _, stderr) = signet(&["verify", &model, "--jwks", &jwks_path], &[]);
+    let vkey = fetch_trust(&s.h, &s.dir.path().join("trust-offline.json"));
+    let (code, _, stderr) = signet(
+        &["verify", &model, "--jwks", &jwks_path, "--log-key", &vkey],
+        &[],
+    );
     assert_eq!(code, 0, "offline verify: {stderr}");
+    // A JWKS alone pins no log key: a usage error naming both options.
+    let (code, _, stderr) = signet(&["verify", &model, "--jwks", &jwks_path], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--jwks") && stderr.contains("--log-key"),
+        "{stderr}"
+    );
 
     // OpenSSL checks the raw detached signature over the manifest's bytes.
     let receipt: Value =

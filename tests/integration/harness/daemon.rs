@@ -40,7 +40,7 @@ pub struct DaemonConfig {
 }
 
 impl DaemonConfig {
-    /// ES256 `model-signing` and `log-signing`; a `release` policy for acme/models on main.
+    /// ES256 `model-signing` and EdDSA `log-signing`; a `release` policy for acme/models on main.
     pub fn new(hsm: &SoftHsm, issuer_url: &str) -> DaemonConfig {
         DaemonConfig {
             issuer_url: issuer_url.to_string(),
@@ -55,7 +55,7 @@ impl DaemonConfig {
                 },
                 TestKey {
                     name: "log-signing".into(),
-                    algorithm: "ES256".into(),
+                    algorithm: "EdDSA".into(),
                     backend_key: None,
                     backend: "hsm".into(),
                     extra: String::new(),
