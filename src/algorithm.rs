@@ -22,9 +22,7 @@ impl Algorithm {
     pub fn digest_algorithm(self) -> Option<DigestAlgorithm> {
         match self {
             Algorithm::ES384 => Some(DigestAlgorithm::Sha384),
-            Algorithm::ES256 | Algorithm::PS256 | Algorithm::RS256 => {
-                Some(DigestAlgorithm::Sha256)
-            }
+            Algorithm::ES256 | Algorithm::PS256 | Algorithm::RS256 => Some(DigestAlgorithm::Sha256),
             Algorithm::EdDSA => None,
         }
     }

@@ -270,7 +270,9 @@ impl Config {
                 );
             }
             for (j, other) in self.keys.iter().enumerate() {
-                if j != i && other.backend == key.backend && other.backend_key() == key.backend_key()
+                if j != i
+                    && other.backend == key.backend
+                    && other.backend_key() == key.backend_key()
                 {
                     problems.push(
                         format!("keys[{j}].backend_key"),

@@ -203,9 +203,7 @@ pub fn spki_from_jwk(jwk: &Jwk) -> Result<(Algorithm, Vec<u8>), JwkError> {
                 .map_err(|_| invalid())?
         }
         Algorithm::EdDSA => {
-            let raw: [u8; 32] = decode(&jwk.x, "x")?
-                .try_into()
-                .map_err(|_| invalid())?;
+            let raw: [u8; 32] = decode(&jwk.x, "x")?.try_into().map_err(|_| invalid())?;
             if jwk.crv.as_deref() != Some("Ed25519") {
                 return Err(invalid());
             }

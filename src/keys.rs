@@ -871,8 +871,8 @@ impl KeyRing {
             .ok_or_else(|| inconsistent("it has no active version".into()))?;
         let raw = crate::signature::ed25519_raw(&spki)
             .ok_or_else(|| inconsistent("its public key is not an Ed25519 key".into()))?;
-        let verifier = crate::note::VerifierKey::new(origin, &raw)
-            .map_err(|e| inconsistent(e.to_string()))?;
+        let verifier =
+            crate::note::VerifierKey::new(origin, &raw).map_err(|e| inconsistent(e.to_string()))?;
         Ok(LogKeySigner {
             backend: Arc::clone(&key.backend),
             reference: active.backend_ref,

@@ -159,13 +159,8 @@ impl Log {
         version: u32,
         events: &[LogEvent],
     ) -> Result<AppendOutcome, LogError> {
-        self.submit(
-            Some(charge),
-            None,
-            Some((key.to_string(), version)),
-            events,
-        )
-        .await
+        self.submit(Some(charge), None, Some((key.to_string(), version)), events)
+            .await
     }
 
     /// Charges a session's quota alone (a benchmark's signing without log entries).
@@ -454,15 +449,13 @@ impl Log {
             return Ok(());
         }
         let proof = self.consistency_proof(anchored.size, size).await?;
-        merkle::verify_consistency(anchored.size, size, &anchored.root, root, &proof).map_err(
-            |e| {
-                LogError::Inconsistent(format!(
-                    "the stored tree of {size} entries does not extend the signed checkpoint of \
+        merkle::verify_consistency(anchored.size, size, &anchored.root, root, &proof).map_err(|e| {
+            LogError::Inconsistent(format!(
+                "the stored tree of {size} entries does not extend the signed checkpoint of \
                      {}: {e:?}",
-                    anchored.size
-                ))
-            },
-        )
+                anchored.size
+            ))
+        })
     }
 
     /// Checkpoints every `interval` while entries arrive.

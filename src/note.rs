@@ -186,9 +186,9 @@ impl SignedNote {
         let text = &note[..split + 1];
         let mut signatures = Vec::new();
         for line in note[split + 2..].split_terminator('\n') {
-            let rest = line
-                .strip_prefix("\u{2014} ")
-                .ok_or(NoteError::Malformed("a signature line must start with '— '"))?;
+            let rest = line.strip_prefix("\u{2014} ").ok_or(NoteError::Malformed(
+                "a signature line must start with '— '",
+            ))?;
             let (name, blob) = rest
                 .split_once(' ')
                 .ok_or(NoteError::Malformed("a signature line needs a name"))?;
@@ -256,8 +256,8 @@ mod tests {
         assert_eq!(vkey.verify(&parsed), Ok(text));
 
         // Another key of the same name: not signed by it.
-        let other = VerifierKey::new("signet.test/log", &key(2).verifying_key().to_bytes())
-            .expect("key");
+        let other =
+            VerifierKey::new("signet.test/log", &key(2).verifying_key().to_bytes()).expect("key");
         assert!(matches!(
             other.verify(&parsed),
             Err(NoteError::NotSigned(_))

@@ -230,7 +230,9 @@ impl TrustRoot {
         }
         let checkpoint = verify_checkpoint(&self.checkpoint, log_key)?;
         let signed_at = checkpoint.time.ok_or_else(|| {
-            TrustError::Malformed("the checkpoint has no time line (made by an older signet)".into())
+            TrustError::Malformed(
+                "the checkpoint has no time line (made by an older signet)".into(),
+            )
         })?;
         let age = now.saturating_sub(signed_at);
         if age > max_age_seconds {

@@ -13,10 +13,10 @@ use crate::bundle::{self, Bundle, BundleError};
 use crate::clock::parse_rfc3339;
 use crate::jwks::{Jwk, JwkSet};
 use crate::log::checkpoint::Checkpoint;
-use crate::note::VerifierKey;
 use crate::manifest::{
     self, Difference, FileEntry, HashProgress, Manifest, ManifestError, OUTPUT_FILES,
 };
+use crate::note::VerifierKey;
 use crate::receipt::{ProvenEntry, Receipt, ReceiptError};
 use crate::signature::{SignatureError, digest_of, verify_digest};
 use crate::trust::{TrustError, VerifiedTrust};
@@ -237,7 +237,10 @@ pub fn verify_model(request: &Request<'_>) -> Result<Verified, VerifyError> {
             if jwk.alg != receipt.algorithm {
                 return Err(VerifyError::Malformed {
                     file: "signet-receipt.json",
-                    reason: format!("it says {} but key {} is {}", receipt.algorithm, jwk.kid, jwk.alg),
+                    reason: format!(
+                        "it says {} but key {} is {}",
+                        receipt.algorithm, jwk.kid, jwk.alg
+                    ),
                 });
             }
             jwk
@@ -372,9 +375,7 @@ fn check_entry(
     {
         return Err(mismatch("it names another key or version".into()));
     }
-    let digest_name = algorithm
-        .digest_algorithm()
-        .map_or("message", |d| d.name());
+    let digest_name = algorithm.digest_algorithm().map_or("message", |d| d.name());
     let expected_digest = format!("{digest_name}:{}", hex::encode(digest));
     if event["digest"] != expected_digest.as_str() {
         return Err(mismatch("it records another digest".into()));

@@ -234,8 +234,8 @@ pub async fn revoke(
     Bearer(id_token): Bearer,
     JsonBody(request): JsonBody<RevokeRequest>,
 ) -> Result<Json<KeyChanged>, ApiError> {
-    let compromised_since = crate::clock::parse_rfc3339(&request.compromised_since)
-        .ok_or_else(|| {
+    let compromised_since =
+        crate::clock::parse_rfc3339(&request.compromised_since).ok_or_else(|| {
             ApiError::InvalidRequest("compromised_since must be an RFC 3339 time".into())
         })?;
     super::sessions::check_reason(&request.reason)?;

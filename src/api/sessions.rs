@@ -159,7 +159,9 @@ pub async fn revoke(
     JsonBody(request): JsonBody<RevokeRequest>,
 ) -> Result<Json<Revoked>, ApiError> {
     let scope = match (&request.subject, &request.policy, request.all) {
-        (Some(subject), None, false) if !subject.is_empty() => SessionScope::Subject(subject.clone()),
+        (Some(subject), None, false) if !subject.is_empty() => {
+            SessionScope::Subject(subject.clone())
+        }
         (None, Some(policy), false) if !policy.is_empty() => SessionScope::Policy(policy.clone()),
         (None, None, true) => SessionScope::All,
         _ => {
@@ -189,7 +191,10 @@ pub async fn revoke(
             .map(|k| k.config.name.clone())
             .filter(|name| !state.keys.is_log_key(name))
             .collect(),
-        _ => sessions.iter().flat_map(|s| s.keys.iter().cloned()).collect(),
+        _ => sessions
+            .iter()
+            .flat_map(|s| s.keys.iter().cloned())
+            .collect(),
     };
     keys.sort();
     keys.dedup();

@@ -124,9 +124,9 @@ pub async fn sign(
         )));
     }
     let algorithm = key.algorithm();
-    let wanted = algorithm.digest_algorithm().ok_or_else(|| {
-        ApiError::Forbidden(format!("key {} signs no digests", request.key))
-    })?;
+    let wanted = algorithm
+        .digest_algorithm()
+        .ok_or_else(|| ApiError::Forbidden(format!("key {} signs no digests", request.key)))?;
     let mut digests = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
         let digest = Digest::parse(text)
@@ -144,14 +144,38 @@ pub async fn sign(
     // A version deactivated by another process (a break-glass rotation) while this request
     // signed is refused by the append; the key's versions are then re-read and the request
     // signed once more under the new active version.
-    match sign_and_log(&state, &audit, key, &cached, &token_hash, &request.key, algorithm, &digests, now).await? {
+    match sign_and_log(
+        &state,
+        &audit,
+        key,
+        &cached,
+        &token_hash,
+        &request.key,
+        algorithm,
+        &digests,
+        now,
+    )
+    .await?
+    {
         Attempt::Done(response) => return Ok(response),
         Attempt::Stale(reason) => {
             tracing::info!(key = %request.key, reason = %reason, "the active version changed while signing; signing again");
             state.keys.reload(&state.store).await?;
         }
     }
-    match sign_and_log(&state, &audit, key, &cached, &token_hash, &request.key, algorithm, &digests, now).await? {
+    match sign_and_log(
+        &state,
+        &audit,
+        key,
+        &cached,
+        &token_hash,
+        &request.key,
+        algorithm,
+        &digests,
+        now,
+    )
+    .await?
+    {
         Attempt::Done(response) => Ok(response),
         Attempt::Stale(reason) => Err(ApiError::Conflict(format!(
             "{reason}: the key was rotated while this request was signing; sign again"

@@ -10,17 +10,13 @@ use base64::engine::general_purpose::STANDARD;
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::jwks;
-use crate::store::KeyState;
+use crate::store::{KeyState, StoredCheckpoint};
 use crate::trust::{FORMAT, ProvenLogEntry, TrustKey, TrustRoot, TrustVersion};
 
 /// Builds the trust root over the latest checkpoint. Entries that no checkpoint covers yet are
 /// left out (a version made in the last second appears in the next root).
 pub async fn trust(State(state): State<AppState>) -> Result<Json<TrustRoot>, ApiError> {
-    let checkpoint = state
-        .log
-        .latest_checkpoint()
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no checkpoint has been signed yet".into()))?;
+    let checkpoint = covering_checkpoint(&state).await?;
     let size = checkpoint.size;
     let covered = |index: Option<u64>| index.filter(|i| *i < size);
     let mut keys = Vec::new();
@@ -75,6 +71,29 @@ pub async fn trust(State(state): State<AppState>) -> Result<Json<TrustRoot>, Api
         checkpoint: checkpoint.note,
         keys,
     }))
+}
+
+/// The latest checkpoint, once it covers the entries logged before this request (a root
+/// fetched right after a rotation then shows it). The checkpointer signs on its own schedule,
+/// so this waits for at most two of its intervals and never signs anything itself.
+async fn covering_checkpoint(state: &AppState) -> Result<StoredCheckpoint, ApiError> {
+    let size = state.log.size().await?;
+    let interval = state.config.log.checkpoint_interval.get();
+    let deadline = tokio::time::Instant::now() + 2 * interval;
+    loop {
+        let latest = state.log.latest_checkpoint().await?;
+        match latest {
+            Some(latest) if latest.size >= size || tokio::time::Instant::now() >= deadline => {
+                return Ok(latest);
+            }
+            None if tokio::time::Instant::now() >= deadline => {
+                return Err(ApiError::NotFound(
+                    "no checkpoint has been signed yet".into(),
+                ));
+            }
+            _ => tokio::time::sleep(interval / 10).await,
+        }
+    }
 }
 
 /// Entry `index` with its inclusion proof in the tree of `size` leaves.

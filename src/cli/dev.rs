@@ -224,16 +224,19 @@ In another terminal, sign a file and verify the signature with OpenSSL:
   # 4. the public key from the JWKS, and an independent check
   {signet} keys pem --jwks {server}/.well-known/jwks.json --kid "$(cat kid.txt)" > pub.pem
   openssl dgst -sha256 -verify pub.pem -signature model.bin.sig model.bin
-  # 5. the signature's entry in the tamper-evident log, proven against a signed checkpoint,
-  #    and the whole log checked (the state file remembers it for the next check)
-  {signet} log prove --server {server} --index "$(python3 -c 'import json; print(json.load(open("sign.json"))["signatures"][0]["log_index"])')"
-  {signet} log verify --server {server} --state log-state.json --full
+  # 5. pin the log key (a verifier gets it from whoever runs the log, never from the material
+  #    it checks), fetch the trust root (every key version, proven in the log), then prove the
+  #    signature's log entry and check the whole log (the state file remembers it)
+  curl -sf {server}/v1/log/vkey > log.vkey
+  {signet} trust --server {server} --log-key log.vkey -o trust.json
+  {signet} log prove --server {server} --trust trust.json --index "$(python3 -c 'import json; print(json.load(open("sign.json"))["signatures"][0]["log_index"])')"
+  {signet} log verify --server {server} --trust trust.json --state log-state.json --full
   # 6. what CI and deployment run: sign a model directory, then verify it (files, signatures,
-  #    log inclusion, and who signed it)
+  #    log inclusion under the pinned key, and who signed it)
   mkdir -p my-model && echo 'weights' > my-model/model.safetensors && echo '{{}}' > my-model/config.json
   curl -sf -X POST {issuer}/token > id-token
   {signet} sign my-model --server {server} --key model-signing --token-file id-token
-  {signet} verify my-model --jwks {server}/.well-known/jwks.json --identity repository=dev/models
+  {signet} verify my-model --trust trust.json --identity repository=dev/models
 
 Stop with Ctrl-C."#,
         dir = dir.display()

@@ -212,9 +212,8 @@ async fn fetch_checkpoint(pinned: &Pinned) -> Result<(String, Checkpoint), Failu
         .get_text("/v1/log/checkpoint")
         .await
         .map_err(client_failure)?;
-    let checkpoint = verify_checkpoint(&note, &pinned.log_key).map_err(|e| {
-        Failure::refused(anyhow!("checkpoint from {}: {e}", pinned.client.url("")))
-    })?;
+    let checkpoint = verify_checkpoint(&note, &pinned.log_key)
+        .map_err(|e| Failure::refused(anyhow!("checkpoint from {}: {e}", pinned.client.url(""))))?;
     Ok((note, checkpoint))
 }
 

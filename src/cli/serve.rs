@@ -110,7 +110,9 @@ pub async fn start(
         .await
     {
         match e {
-            LogError::Inconsistent(reason) => tracing::error!(reason = %reason, "refusing to sign checkpoints: the stored log is inconsistent with what was signed before"),
+            LogError::Inconsistent(reason) => {
+                tracing::error!(reason = %reason, "refusing to sign checkpoints: the stored log is inconsistent with what was signed before")
+            }
             other => {
                 return Err(Failure::usage(
                     anyhow::Error::new(other).context("cannot sign a log checkpoint"),

@@ -49,11 +49,12 @@ pub struct RevokeArgs {
 pub fn run(command: SessionsCommand) -> Result<(), Failure> {
     let SessionsCommand::Revoke(args) = command;
     runtime()?.block_on(async {
-        let source = TokenSource::detect(args.token_file.clone(), &args.audience)
-            .map_err(Failure::usage)?;
+        let source =
+            TokenSource::detect(args.token_file.clone(), &args.audience).map_err(Failure::usage)?;
         let token = source.token().await.map_err(Failure::usage)?;
         let client = Client::connect(&args.server, args.insecure_http).map_err(client_failure)?;
-        let mut body = json!({"reason": args.reason.unwrap_or_else(|| "revoked by an administrator".into())});
+        let mut body =
+            json!({"reason": args.reason.unwrap_or_else(|| "revoked by an administrator".into())});
         match (args.subject, args.policy, args.all) {
             (Some(subject), _, _) => body["subject"] = json!(subject),
             (None, Some(policy), _) => body["policy"] = json!(policy),

@@ -98,8 +98,7 @@ pub async fn load_log_key(source: &str, insecure_http: bool) -> Result<VerifierK
     } else {
         source.to_string()
     };
-    VerifierKey::parse(text.trim())
-        .map_err(|e| Failure::usage(anyhow!("--log-key {source}: {e}")))
+    VerifierKey::parse(text.trim()).map_err(|e| Failure::usage(anyhow!("--log-key {source}: {e}")))
 }
 
 /// The log key from `source`, or else the server's own (`/v1/log/vkey`): for the signing end,
@@ -179,9 +178,10 @@ pub async fn load_trust(source: &TrustSource<'_>) -> Result<VerifiedTrust, Failu
         return Ok(verified);
     };
     let remembered: Option<RememberedTrust> = match std::fs::read(&state_path) {
-        Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
-            Failure::usage(anyhow!("{}: {e}", state_path.display()))
-        })?),
+        Ok(bytes) => Some(
+            serde_json::from_slice(&bytes)
+                .map_err(|e| Failure::usage(anyhow!("{}: {e}", state_path.display())))?,
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(Failure::usage(anyhow!("{}: {e}", state_path.display()))),
     };

@@ -91,7 +91,13 @@ pub fn run(args: VerifyArgs) -> Result<(), Failure> {
             server: args.server.as_deref(),
             insecure_http: args.insecure_http,
         }))?;
-        verify(&args, &sig_dir, &identity, KeySource::Trust(&trust), &progress)?
+        verify(
+            &args,
+            &sig_dir,
+            &identity,
+            KeySource::Trust(&trust),
+            &progress,
+        )?
     } else {
         let (Some(jwks), Some(log_key)) = (&args.jwks, &log_key) else {
             return Err(Failure::usage(anyhow!("--jwks needs --log-key")));

@@ -23,11 +23,7 @@ fn default_checkpoint_interval() -> HumanDuration {
 }
 
 impl LogConfig {
-    pub(super) fn validate(
-        &self,
-        key_names: &[&str],
-        problems: &mut Problems,
-    ) {
+    pub(super) fn validate(&self, key_names: &[&str], problems: &mut Problems) {
         self.checkpoint_interval.check(
             "log.checkpoint_interval",
             Duration::from_millis(100),

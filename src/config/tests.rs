@@ -297,6 +297,9 @@ fn the_log_key_is_a_fixed_ed25519_role() {
     ];
     for (text, field) in cases {
         let fields: Vec<String> = problems_of(&text).into_iter().map(|p| p.field).collect();
-        assert!(fields.iter().any(|f| f == field), "{field} missing from {fields:?}");
+        assert!(
+            fields.iter().any(|f| f == field),
+            "{field} missing from {fields:?}"
+        );
     }
 }

@@ -171,7 +171,8 @@ mod tests {
         let forger = ed25519_dalek::SigningKey::from_bytes(&[10; 32]);
         let forged_key =
             VerifierKey::new("signet.test/log", &forger.verifying_key().to_bytes()).expect("vkey");
-        let forged = signed_checkpoint(&body, &forged_key, &forger.sign(body.as_bytes()).to_bytes());
+        let forged =
+            signed_checkpoint(&body, &forged_key, &forger.sign(body.as_bytes()).to_bytes());
         assert!(matches!(
             verify_checkpoint(&forged, &log_key),
             Err(CheckpointError::Note(NoteError::NotSigned(_)))

@@ -524,7 +524,9 @@ fn apply_key_change(
                 )
                 .map_err(unavailable)?;
             if changed == 0 {
-                return Ok(Err(format!("key {key} version {version} is already revoked")));
+                return Ok(Err(format!(
+                    "key {key} version {version} is already revoked"
+                )));
             }
         }
         KeyChange::Abandon { key, version } => {
@@ -673,7 +675,9 @@ impl Store for SqliteStore {
             let mut ended = 0;
             {
                 let mut statement = tx
-                    .prepare_cached("UPDATE sessions SET ended = 1 WHERE token_hash = ?1 AND ended = 0")
+                    .prepare_cached(
+                        "UPDATE sessions SET ended = 1 WHERE token_hash = ?1 AND ended = 0",
+                    )
                     .map_err(unavailable)?;
                 for hash in &token_hashes {
                     ended += statement.execute([hash]).map_err(unavailable)? as u64;

@@ -121,6 +121,62 @@ pub async fn sign_and_verify(h: &Harness, session: &str, algorithm: &str) -> Vec
     signatures
 }
 
+/// The log key kept in the backend under test (created there, Ed25519): its checkpoints are
+/// C2SP signed notes that verifiers not written by us accept under the published vkey:
+/// Cloudflare's `signed_note` crate and the Python `cryptography` script.
+pub async fn log_key_in_backend<B: UnderTest>(backend: B) {
+    let toml = backend.backend_toml();
+    let env = backend.env();
+    let h = Harness::start_with(|config| {
+        for key in config.keys.iter_mut().filter(|k| k.name == "log-signing") {
+            key.backend = BACKEND.into();
+            key.backend_key = Some("conformance-log".into());
+        }
+        config.extra.push_str(&toml);
+        config.env = env;
+    })
+    .await;
+    let keys = h.get_json("/v1/keys").await;
+    let log_key = keys
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["name"] == "log-signing")
+        .expect("listed");
+    assert_eq!(log_key["backend"], BACKEND, "{keys}");
+    assert_eq!(log_key["role"], "log");
+    let session = h.session().await;
+    let response = h
+        .sign(
+            &session,
+            json!({"key": "model-signing", "digest": crate::harness::sha256_digest(b"log")}),
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 200, "{}", h.daemon.logs());
+    let body: Value = response.json().await.expect("JSON");
+    let index = body["signatures"][0]["log_index"].as_u64().expect("index");
+    let note = crate::log::wait_for_checkpoint(&h, index + 1).await;
+    let vkey = crate::log::log_key(&h).await;
+
+    let verifier = signed_note::StandardVerifier::new(&vkey).expect("signed_note takes the vkey");
+    let parsed = signed_note::Note::from_bytes(note.as_bytes()).expect("a signed note");
+    let (verified, _) = parsed
+        .verify(&signed_note::VerifierList::new(vec![Box::new(verifier)]))
+        .expect("signed_note accepts the checkpoint");
+    assert_eq!(verified.len(), 1);
+    // A checkpoint whose tree size changed under its signature is refused by it too.
+    let size = note.lines().nth(1).expect("size line");
+    let tampered = note.replacen(&format!("\n{size}\n"), &format!("\n{size}0\n"), 1);
+    let verifier = signed_note::StandardVerifier::new(&vkey).expect("vkey");
+    let parsed = signed_note::Note::from_bytes(tampered.as_bytes()).expect("a signed note");
+    assert!(
+        parsed
+            .verify(&signed_note::VerifierList::new(vec![Box::new(verifier)]))
+            .is_err()
+    );
+    crate::log::python_check(&h, index, &vkey);
+}
+
 /// Keys created when missing, stable kids across restarts, signatures every independent
 /// verifier accepts, bad digests refused before the backend is called.
 pub async fn keys_and_signatures<B: UnderTest>(mut backend: B) {

@@ -228,7 +228,11 @@ async fn checkpoint_is_an_ed25519_note_accepted_only_under_the_pinned_log_key() 
     assert_eq!(parsed.name(), "signet.test/log");
     let jwks = h.jwks().await;
     assert!(
-        jwks["keys"].as_array().expect("keys").iter().all(|k| k["kty"] != "OKP"),
+        jwks["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .all(|k| k["kty"] != "OKP"),
         "{jwks}"
     );
     let keys = h.get_json("/v1/keys").await;
@@ -244,9 +248,17 @@ async fn checkpoint_is_an_ed25519_note_accepted_only_under_the_pinned_log_key() 
     // No pin: refused, naming the options.
     let (code, _, stderr) = signet_log(&["checkpoint", "--server", &h.daemon.base_url]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("--log-key") && stderr.contains("--trust-on-first-use"), "{stderr}");
-    let (code, stdout, stderr) =
-        signet_log(&["checkpoint", "--server", &h.daemon.base_url, "--log-key", &vkey]);
+    assert!(
+        stderr.contains("--log-key") && stderr.contains("--trust-on-first-use"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = signet_log(&[
+        "checkpoint",
+        "--server",
+        &h.daemon.base_url,
+        "--log-key",
+        &vkey,
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with("signet.test/log\n"));
     // Another key of the same name (what a forger holds): exit 1 naming the signature.
@@ -255,18 +267,20 @@ async fn checkpoint_is_an_ed25519_note_accepted_only_under_the_pinned_log_key() 
         signet::note::VerifierKey::new("signet.test/log", &other.verifying_key().to_bytes())
             .expect("vkey")
             .to_vkey();
-    let (code, _, stderr) =
-        signet_log(&["checkpoint", "--server", &h.daemon.base_url, "--log-key", &forged_vkey]);
+    let (code, _, stderr) = signet_log(&[
+        "checkpoint",
+        "--server",
+        &h.daemon.base_url,
+        "--log-key",
+        &forged_vkey,
+    ]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("not signed by"), "{stderr}");
 }
 
-#[tokio::test]
-async fn an_independent_python_verifier_accepts_checkpoint_and_inclusion() {
-    let h = Harness::start().await;
-    let signatures = sign_some(&h, 3).await;
-    let index = signatures[1]["log_index"].as_u64().expect("index");
-    wait_for_checkpoint(&h, index + 1).await;
+/// Runs `tests/independent/check_log.py SERVER INDEX VKEY` (Python `cryptography`, the C2SP
+/// key ID computed there) and asserts it accepts the checkpoint and the entry's inclusion.
+pub fn python_check(h: &Harness, index: u64, vkey: &str) {
     let python = std::env::var("SIGNET_TEST_PYTHON").unwrap_or_else(|_| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").to_string()
     });
@@ -281,6 +295,7 @@ async fn an_independent_python_verifier_accepts_checkpoint_and_inclusion() {
         ))
         .arg(&h.daemon.base_url)
         .arg(index.to_string())
+        .arg(vkey)
         .output()
         .expect("python runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -291,6 +306,15 @@ async fn an_independent_python_verifier_accepts_checkpoint_and_inclusion() {
     );
     assert!(stdout.starts_with("OK signet.test/log"), "{stdout}");
     assert!(stdout.contains("kind=signature"), "{stdout}");
+}
+
+#[tokio::test]
+async fn an_independent_python_verifier_accepts_checkpoint_and_inclusion() {
+    let h = Harness::start().await;
+    let signatures = sign_some(&h, 3).await;
+    let index = signatures[1]["log_index"].as_u64().expect("index");
+    wait_for_checkpoint(&h, index + 1).await;
+    python_check(&h, index, &log_key(&h).await);
 }
 
 #[tokio::test]
@@ -311,7 +335,10 @@ async fn cli_verify_and_prove_succeed_on_an_honest_log() {
         "--trust-on-first-use",
     ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stderr.contains("trusting the server's log key on first use"), "{stderr}");
+    assert!(
+        stderr.contains("trusting the server's log key on first use"),
+        "{stderr}"
+    );
     assert!(stdout.contains("remembered with its log key"), "{stdout}");
     let remembered: Value =
         serde_json::from_str(&std::fs::read_to_string(state).expect("state")).expect("json");
@@ -549,7 +576,12 @@ async fn an_edited_node_is_caught_by_consistency_with_an_earlier_checkpoint() {
         h.daemon.logs().contains("inconsistent"),
         "the refusal is logged"
     );
-    let ready = h.http.get(h.daemon.url("/readyz")).send().await.expect("readyz");
+    let ready = h
+        .http
+        .get(h.daemon.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
     assert_eq!(ready.status().as_u16(), 503);
     let body: Value = ready.json().await.expect("json");
     assert_eq!(body["failing"][0]["component"], "log", "{body}");
@@ -576,7 +608,11 @@ async fn a_rewritten_history_gets_no_checkpoint_even_with_the_checkpoints_table_
     let signatures = sign_some(&h, 4).await;
     let last = signatures[3]["log_index"].as_u64().expect("index");
     let note = wait_for_checkpoint(&h, last + 1).await;
-    let signed_size: u64 = note.lines().nth(1).and_then(|l| l.parse().ok()).expect("size");
+    let signed_size: u64 = note
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .expect("size");
     // A database edit that leaves a self-consistent, shorter tree and no record of the
     // checkpoints signed over the longer one: only the anchor beside the store remembers.
     let cut = signed_size - 3;
@@ -590,11 +626,20 @@ async fn a_rewritten_history_gets_no_checkpoint_even_with_the_checkpoints_table_
     )
     .await;
     let _ = sign_some(&h, 2).await;
-    let ready = h.http.get(h.daemon.url("/readyz")).send().await.expect("readyz");
+    let ready = h
+        .http
+        .get(h.daemon.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
     assert_eq!(ready.status().as_u16(), 503, "{}", h.daemon.logs());
     let body: Value = ready.json().await.expect("json");
     assert_eq!(body["failing"][0]["component"], "log", "{body}");
-    assert!(h.daemon.logs().contains("entries were removed"), "{}", h.daemon.logs());
+    assert!(
+        h.daemon.logs().contains("entries were removed"),
+        "{}",
+        h.daemon.logs()
+    );
     // Nothing was signed over the rewritten history.
     let response = h
         .http

@@ -8,9 +8,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use signet::note::VerifierKey;
 use signet::log::checkpoint::verify_checkpoint;
 use signet::log::merkle::{Hash, verify_consistency};
+use signet::note::VerifierKey;
 
 use crate::harness::{Daemon, Harness, sha256_digest};
 use crate::log::signet_log;
@@ -122,8 +122,8 @@ async fn acknowledged_signatures_survive_kill_9() {
                     if let Ok(response) = http.get(format!("{base}/v1/log/checkpoint")).send().await
                         && let Ok(note) = response.text().await
                     {
-                        let checkpoint = verify_checkpoint(&note, &log_key)
-                            .expect("signed checkpoint");
+                        let checkpoint =
+                            verify_checkpoint(&note, &log_key).expect("signed checkpoint");
                         checkpoints
                             .lock()
                             .expect("lock")
@@ -232,7 +232,14 @@ async fn acknowledged_signatures_survive_kill_9() {
         });
     }
 
-    let (code, stdout, stderr) = signet_log(&["verify", "--server", &daemon.base_url, "--full"]);
+    let (code, stdout, stderr) = signet_log(&[
+        "verify",
+        "--server",
+        &daemon.base_url,
+        "--full",
+        "--log-key",
+        &log_key.to_vkey(),
+    ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     eprintln!(
         "crash test: {} acknowledged signatures over {KILLS} kills, final log size {}",

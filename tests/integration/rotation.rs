@@ -296,8 +296,8 @@ async fn rotation_under_load_never_fails_a_request_nor_names_an_inactive_version
     let jwks = h.jwks().await;
     assert_eq!(
         kids(&jwks).len(),
-        7,
-        "six model-signing versions and the log key"
+        6,
+        "six model-signing versions (the log key is never in the JWKS)"
     );
     let mut seen_versions = std::collections::BTreeSet::new();
     for signed in &signatures {
@@ -460,15 +460,14 @@ async fn scheduled_rotation_survives_a_restart_and_happens_once() {
     assert_eq!(rotated[0]["actor"], "scheduler");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_emergency_retirement_removes_the_key_and_verify_says_so() {
-    let h = Harness::start_with(|c| with_rotation(c, "30d")).await;
-    // A model signed with version 1.
-    let model = h.hsm.dir.path().join("model");
+/// Signs `name` (a fresh model) with `signet sign`; returns the model's path and its manifest
+/// signature's log entry (index, time).
+fn sign_model(h: &Harness, dir: &std::path::Path, name: &str) -> (String, u64, String) {
+    let model = dir.join(name);
     crate::workflow::write_model(&model);
-    let token = h.hsm.dir.path().join("token");
+    let token = dir.join(format!("{name}.token"));
     std::fs::write(&token, h.issuer.mint_default()).expect("token");
-    let (model_arg, token_arg) = (model.display().to_string(), token.display().to_string());
+    let model_arg = model.display().to_string();
     let (code, _, stderr) = signet(
         &[
             "sign",
@@ -478,32 +477,86 @@ async fn an_emergency_retirement_removes_the_key_and_verify_says_so() {
             "--key",
             "model-signing",
             "--token-file",
-            &token_arg,
+            &token.display().to_string(),
         ],
         &[],
     );
     assert_eq!(code, 0, "{stderr}");
-    let jwks_url = h.daemon.url("/.well-known/jwks.json");
-    let (code, _, stderr) = signet(&["verify", &model_arg, "--jwks", &jwks_url], &[]);
+    let receipt: Value =
+        serde_json::from_slice(&std::fs::read(model.join("signet-receipt.json")).expect("receipt"))
+            .expect("JSON");
+    let leaf: Value = serde_json::from_slice(
+        &STANDARD
+            .decode(receipt["leaf_input"].as_str().expect("leaf"))
+            .expect("base64"),
+    )
+    .expect("leaf JSON");
+    (
+        model_arg,
+        receipt["log_index"].as_u64().expect("index"),
+        leaf["time"].as_str().expect("time").to_string(),
+    )
+}
+
+/// `signet keys ARGS --server … --token-file` with an admin's token.
+fn admin_keys(h: &Harness, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let token = dir.join("admin.token");
+    std::fs::write(&token, admin_token(h)).expect("token");
+    let token = token.display().to_string();
+    let mut all = vec!["keys"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--server", &h.daemon.base_url, "--token-file", &token]);
+    signet(&all, &[])
+}
+
+/// `signet verify MODEL --trust FILE --server URL` with this test's own trust state (the
+/// server proves a newer trust root consistent with the one remembered).
+fn verify_with_trust(
+    h: &Harness,
+    dir: &std::path::Path,
+    model: &str,
+    trust: &std::path::Path,
+) -> (i32, String, String) {
+    let state = dir.join("trust-state.json").display().to_string();
+    signet(
+        &[
+            "verify",
+            model,
+            "--trust",
+            &trust.display().to_string(),
+            "--trust-state",
+            &state,
+            "--server",
+            &h.daemon.base_url,
+        ],
+        &[],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_version_signed_outlives_its_retirement_and_a_revocation_splits_at_the_compromise() {
+    let h = Harness::start_with(|c| with_rotation(c, "30d")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (model_a, _, _) = sign_model(&h, dir.path(), "a");
+    let trust_before = dir.path().join("trust-before.json");
+    let vkey = crate::workflow::fetch_trust(&h, &trust_before);
+    let (code, _, stderr) = verify_with_trust(&h, dir.path(), &model_a, &trust_before);
     assert_eq!(code, 0, "{stderr}");
 
-    // Version 1 is compromised: retire it (it is active, so a new version replaces it first).
-    std::fs::write(&token, admin_token(&h)).expect("token");
-    let (code, stdout, stderr) = signet(
+    // Routine: rotate, then retire version 1 at once.
+    let (code, _, stderr) = admin_keys(&h, dir.path(), &["rotate", "model-signing"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = admin_keys(
+        &h,
+        dir.path(),
         &[
-            "keys",
             "retire",
             "model-signing",
             "--version",
             "1",
             "--reason",
-            "key compromised",
-            "--server",
-            &h.daemon.base_url,
-            "--token-file",
-            &token_arg,
+            "routine",
         ],
-        &[],
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("retired"), "{stdout}");
@@ -511,23 +564,127 @@ async fn an_emergency_retirement_removes_the_key_and_verify_says_so() {
         versions(&h.get_json("/v1/keys").await, "model-signing"),
         [(1, "retired".to_string()), (2, "active".to_string())]
     );
-    let (code, _, stderr) = signet(&["verify", &model_arg, "--jwks", &jwks_url], &[]);
+    // The JWKS keeps its meaning (keys that verify new signatures): version 1 is gone there...
+    let jwks_url = h.daemon.url("/.well-known/jwks.json");
+    let (code, _, stderr) = signet(
+        &["verify", &model_a, "--jwks", &jwks_url, "--log-key", &vkey],
+        &[],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("is not in the JWKS"), "{stderr}");
+    // ...but what it signed while active still verifies, under the root fetched before the
+    // rotation and under one fetched after the retirement.
+    let (code, _, stderr) = verify_with_trust(&h, dir.path(), &model_a, &trust_before);
+    assert_eq!(code, 0, "{stderr}");
+    let trust_after = dir.path().join("trust-after.json");
+    crate::workflow::fetch_trust(&h, &trust_after);
+    let (code, _, stderr) = verify_with_trust(&h, dir.path(), &model_a, &trust_after);
+    assert_eq!(code, 0, "{stderr}");
+    let root: Value =
+        serde_json::from_slice(&std::fs::read(&trust_after).expect("read")).expect("JSON");
+    let v1 = &root["keys"][0]["versions"][0];
+    assert_eq!(v1["state"], "retired", "{root}");
+    assert!(v1["deactivated"]["index"].is_u64(), "{root}");
+    // Having seen the newer root, this machine now refuses the older one (no rollback).
+    let (code, _, stderr) = verify_with_trust(&h, dir.path(), &model_a, &trust_before);
     assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr
-            .lines()
-            .next()
-            .unwrap_or("")
-            .contains("it was retired"),
+        stderr.contains("older than the trust root accepted before"),
         "{stderr}"
     );
+
+    // A compromise: version 2 signs B, then (a second later) C; it is revoked as compromised
+    // from C's time. B still verifies, C does not, and the message names the revocation.
+    let (model_b, _, time_b) = sign_model(&h, dir.path(), "b");
+    let mut time_c;
+    let mut model_c;
+    loop {
+        let signed = sign_model(&h, dir.path(), "c");
+        model_c = signed.0;
+        time_c = signed.2;
+        if time_c > time_b {
+            break;
+        }
+        std::fs::remove_dir_all(&model_c).expect("rm");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (code, stdout, stderr) = admin_keys(
+        &h,
+        dir.path(),
+        &[
+            "revoke",
+            "model-signing",
+            "--version",
+            "2",
+            "--compromised-since",
+            &time_c,
+            "--reason",
+            "token leaked",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("revoke"), "{stdout}");
+    // Revoking the active version rotated first.
+    assert_eq!(
+        versions(&h.get_json("/v1/keys").await, "model-signing"),
+        [
+            (1, "retired".to_string()),
+            (2, "retired".to_string()),
+            (3, "active".to_string())
+        ]
+    );
+    let trust_revoked = dir.path().join("trust-revoked.json");
+    crate::workflow::fetch_trust(&h, &trust_revoked);
+    let (code, _, stderr) = verify_with_trust(&h, dir.path(), &model_b, &trust_revoked);
+    assert_eq!(code, 0, "signed before the compromise: {stderr}");
+    let (code, _, stderr) = verify_with_trust(&h, dir.path(), &model_c, &trust_revoked);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.lines().next().unwrap_or("").contains("was revoked"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = verify_with_trust(&h, dir.path(), &model_a, &trust_revoked);
+    assert_eq!(code, 0, "version 1 is untouched: {stderr}");
     let events = log_events(&h).await;
-    let retired = events
+    let revoked = events
         .iter()
-        .find(|e| e["kind"] == "key_retired")
+        .find(|e| e["kind"] == "key_revoked")
         .expect("logged");
-    assert_eq!(retired["reason"], "key compromised");
-    assert_eq!(retired["policy"], "key-admins-acme-security");
+    assert_eq!(revoked["reason"], "token leaked");
+    assert_eq!(revoked["compromised_since"], time_c.as_str());
+    // A revocation is final, and a future compromise time is refused.
+    let (code, _, stderr) = admin_keys(
+        &h,
+        dir.path(),
+        &[
+            "revoke",
+            "model-signing",
+            "--version",
+            "2",
+            "--compromised-since",
+            &time_c,
+            "--reason",
+            "again",
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("already revoked"), "{stderr}");
+    let (code, _, stderr) = admin_keys(
+        &h,
+        dir.path(),
+        &[
+            "revoke",
+            "model-signing",
+            "--version",
+            "1",
+            "--compromised-since",
+            "2999-01-01T00:00:00Z",
+            "--reason",
+            "future",
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("in the future"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

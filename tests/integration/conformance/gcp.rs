@@ -61,6 +61,11 @@ impl UnderTest for Gcp {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcp_log_key_signs_checkpoints_other_verifiers_accept() {
+    conformance::log_key_in_backend(Gcp::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcp_keys_and_signatures() {
     conformance::keys_and_signatures(Gcp::start().await).await;
 }

@@ -64,6 +64,11 @@ impl UnderTest for Vault {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_log_key_signs_checkpoints_other_verifiers_accept() {
+    conformance::log_key_in_backend(Vault::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vault_keys_and_signatures() {
     conformance::keys_and_signatures(Vault::start().await).await;
 }

@@ -39,6 +39,8 @@ enum PrivateKey {
     P256(p256::ecdsa::SigningKey),
     P384(p384::ecdsa::SigningKey),
     Rsa(Box<rsa::RsaPrivateKey>, bool),
+    /// EC_SIGN_ED25519: signs the message itself (`data`), never a digest, as the real API.
+    Ed25519(ed25519_dalek::SigningKey),
 }
 
 struct Version {
@@ -78,6 +80,7 @@ fn algorithm_name(value: &Value) -> Option<&'static str> {
         (7, "RSA_SIGN_PKCS1_4096_SHA256"),
         (12, "EC_SIGN_P256_SHA256"),
         (13, "EC_SIGN_P384_SHA384"),
+        (40, "EC_SIGN_ED25519"),
     ];
     names
         .iter()
@@ -92,6 +95,9 @@ fn new_private_key(algorithm: &str) -> PrivateKey {
         }
         "EC_SIGN_P384_SHA384" => {
             PrivateKey::P384(p384::ecdsa::SigningKey::random(&mut rand::thread_rng()))
+        }
+        "EC_SIGN_ED25519" => {
+            PrivateKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&rand::random()))
         }
         rsa_algorithm => {
             let bits = rsa_algorithm
@@ -119,6 +125,9 @@ impl PrivateKey {
                 &key.to_public_key(),
                 Default::default(),
             ),
+            PrivateKey::Ed25519(key) => Ok(signet::jwks::spki_to_pem(
+                &signet::signature::ed25519_spki(&key.verifying_key().to_bytes()),
+            )),
         };
         pem.expect("PEM")
     }
@@ -143,6 +152,9 @@ impl PrivateKey {
             PrivateKey::Rsa(key, false) => key
                 .sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), digest)
                 .ok(),
+            PrivateKey::Ed25519(key) => {
+                Some(ed25519_dalek::Signer::sign(key, digest).to_bytes().to_vec())
+            }
         }
     }
 }
@@ -273,20 +285,43 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         else {
             return error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such version");
         };
-        let digest = body["digest"]
-            .as_object()
-            .and_then(|d| d.values().next())
-            .and_then(Value::as_str)
-            .and_then(|d| STANDARD.decode(d).ok());
-        let Some(digest) = digest else {
-            return error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "digest");
+        // Ed25519 versions sign `data` (the message); the others a `digest`.
+        let ed25519 = matches!(version.key, PrivateKey::Ed25519(_));
+        let (input, crc_field) = if ed25519 {
+            if !body["digest"].is_null() {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_ARGUMENT",
+                    "EC_SIGN_ED25519 signs data, not a digest",
+                );
+            }
+            (
+                body["data"].as_str().and_then(|d| STANDARD.decode(d).ok()),
+                "dataCrc32c",
+            )
+        } else {
+            (
+                body["digest"]
+                    .as_object()
+                    .and_then(|d| d.values().next())
+                    .and_then(Value::as_str)
+                    .and_then(|d| STANDARD.decode(d).ok()),
+                "digestCrc32c",
+            )
         };
-        let sent_crc = body["digestCrc32c"].as_str().map(str::to_string);
+        let Some(digest) = input else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_ARGUMENT",
+                "digest or data",
+            );
+        };
+        let sent_crc = body[crc_field].as_str().map(str::to_string);
         if sent_crc.as_deref().is_some_and(|c| c != crc32c(&digest)) {
             return error(
                 StatusCode::BAD_REQUEST,
                 "INVALID_ARGUMENT",
-                "digestCrc32c does not match",
+                "the CRC32C does not match",
             );
         }
         let Some(mut signature) = version.key.sign(&digest) else {
@@ -309,7 +344,8 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         return Json(json!({
             "signature": STANDARD.encode(&signature),
             "signatureCrc32c": signature_crc,
-            "verifiedDigestCrc32c": verified,
+            "verifiedDigestCrc32c": verified && !ed25519,
+            "verifiedDataCrc32c": verified && ed25519,
             "name": version.name,
             "protectionLevel": "SOFTWARE",
         }))
