@@ -98,7 +98,7 @@ pub struct TrustRoot {
 }
 
 /// Why a trust root, or a signature under it, was refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrustError {
     /// Not a trust root of this format.
     #[error("the trust root is malformed: {0}")]
@@ -116,14 +116,16 @@ pub enum TrustError {
     Checkpoint(#[from] CheckpointError),
     /// Its checkpoint is older than the verifier accepts.
     #[error(
-        "the trust root's checkpoint was signed {age_days:.1} days ago, more than the {max_days:.1} \
-         days allowed (--max-trust-age): fetch a fresh one (signet trust)"
+        "the trust root's checkpoint was signed {} ago, more than the {} allowed \
+         (--max-trust-age): fetch a fresh one (signet trust)",
+        humantime::format_duration(std::time::Duration::from_secs(*age_seconds)),
+        humantime::format_duration(std::time::Duration::from_secs(*max_seconds))
     )]
     TooOld {
-        /// Its age in days.
-        age_days: f64,
-        /// The maximum, in days.
-        max_days: f64,
+        /// Its age.
+        age_seconds: u64,
+        /// The maximum.
+        max_seconds: u64,
     },
     /// An entry does not prove what the root says.
     #[error("the trust root's entry for {key} v{version} ({which}): {reason}")]
@@ -237,8 +239,8 @@ impl TrustRoot {
         let age = now.saturating_sub(signed_at);
         if age > max_age_seconds {
             return Err(TrustError::TooOld {
-                age_days: age as f64 / 86_400.0,
-                max_days: max_age_seconds as f64 / 86_400.0,
+                age_seconds: age.unsigned_abs(),
+                max_seconds: max_age_seconds.unsigned_abs(),
             });
         }
         let mut versions = BTreeMap::new();

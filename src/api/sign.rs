@@ -247,7 +247,7 @@ async fn sign_and_log(
     if let Some(mode) = unlogged::mode() {
         let first_index = unlogged::charge(state, mode, cached, token_hash, count, now).await?;
         return Ok(Attempt::Done(respond(
-            &key_name,
+            key_name,
             &active,
             algorithm,
             signed,
@@ -261,7 +261,7 @@ async fn sign_and_log(
             LogEvent::signature(
                 record,
                 &claims,
-                &key_name,
+                key_name,
                 active.version,
                 &active.key_id,
                 algorithm.as_str(),
@@ -280,7 +280,7 @@ async fn sign_and_log(
     };
     let first_index = match state
         .log
-        .append_signatures(charge, &key_name, active.version, &events)
+        .append_signatures(charge, key_name, active.version, &events)
         .await?
     {
         AppendOutcome::Appended {

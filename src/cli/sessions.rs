@@ -17,16 +17,15 @@ pub enum SessionsCommand {
 
 /// `signet sessions revoke` options.
 #[derive(Debug, Args)]
-#[group(id = "scope", required = true, multiple = false, args = ["subject", "policy", "all"])]
 pub struct RevokeArgs {
     /// The signet server.
     #[arg(long)]
     server: String,
     /// End every session of this subject (`sub`).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["policy", "all"])]
     subject: Option<String>,
     /// End every session granted by this policy.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "all")]
     policy: Option<String>,
     /// End every session.
     #[arg(long)]

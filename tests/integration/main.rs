@@ -16,4 +16,5 @@ mod pkcs11;
 mod rotation;
 mod sessions;
 mod signing;
+mod trust;
 mod workflow;

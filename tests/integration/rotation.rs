@@ -68,7 +68,7 @@ fn kids(jwks: &Value) -> Vec<String> {
 }
 
 /// Every log entry, parsed.
-async fn log_events(h: &Harness) -> Vec<Value> {
+pub async fn log_events(h: &Harness) -> Vec<Value> {
     // The log's size: the first index that is not there (entries past the latest checkpoint
     // count too).
     let exists = |i: u64| {
