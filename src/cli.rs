@@ -6,6 +6,7 @@ pub mod keys;
 pub mod log;
 pub mod manifest;
 pub mod progress;
+pub mod receipt;
 pub mod serve;
 pub mod sessions;
 pub mod sign;
@@ -68,6 +69,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: keys::KeysCommand,
+    },
+    /// Re-prove a receipt against the log's latest checkpoint.
+    Receipt {
+        /// What to do.
+        #[command(subcommand)]
+        command: receipt::ReceiptCommand,
     },
     /// End live signing sessions (an administrator).
     Sessions {
@@ -139,6 +146,7 @@ pub fn main() -> ExitCode {
         Command::Keys { command } => keys::run(command),
         Command::Log { command } => log::run(command),
         Command::Sessions { command } => sessions::run(command),
+        Command::Receipt { command } => receipt::run(command),
         Command::Bench { command } => bench::run(command),
     };
     match outcome {

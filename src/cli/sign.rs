@@ -2,7 +2,7 @@
 //! caller's OIDC ID token, sign the manifest and the model-signing statement in one batch, wait
 //! for a checkpoint that covers both log entries, and write the signature files.
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use base64::Engine;
@@ -16,13 +16,12 @@ use super::manifest::ProvenanceArgs;
 use super::{Failure, client_failure, runtime};
 use crate::algorithm::Algorithm;
 use crate::bundle;
-use crate::client::{Client, LogEntry, LogProof};
+use crate::client::Client;
 use crate::id_token::TokenSource;
 use crate::jwks::{JwkSet, spki_from_jwk};
-use crate::log::checkpoint::verify_checkpoint;
 use crate::manifest::{OUTPUT_FILES, build_with_progress};
 use crate::note::VerifierKey;
-use crate::receipt::{LoggedSignature, RECEIPT_VERSION, Receipt};
+use crate::receipt::{RECEIPT_VERSION, Receipt};
 use crate::signature::{digest_of, verify_digest};
 
 /// `signet sign` options.
@@ -312,56 +311,19 @@ async fn receipt(
     envelope_signed: &SignedDigest,
     wait: Duration,
 ) -> Result<Receipt, Failure> {
-    let needed = manifest_signed.log_index.max(envelope_signed.log_index) + 1;
-    let deadline = Instant::now() + wait;
-    let (note, checkpoint) = loop {
-        let note = client
-            .get_text("/v1/log/checkpoint")
-            .await
-            .map_err(client_failure)?;
-        let checkpoint = verify_checkpoint(&note, log_key)
-            .map_err(|e| Failure::refused(anyhow!("the server's checkpoint: {e}")))?;
-        if checkpoint.size >= needed {
-            break (note, checkpoint);
-        }
-        if Instant::now() >= deadline {
-            return Err(Failure::refused(anyhow!(
-                "no checkpoint covers log entry {} after {}",
-                needed - 1,
-                humantime::format_duration(wait)
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let mut logged = Vec::new();
-    for signed in [manifest_signed, envelope_signed] {
-        let index = signed.log_index;
-        let entry: LogEntry = client
-            .get_json(&format!("/v1/log/entries/{index}"))
-            .await
-            .map_err(client_failure)?;
-        let proof: LogProof = client
-            .get_json(&format!(
-                "/v1/log/proof/inclusion?index={index}&tree_size={}",
-                checkpoint.size
-            ))
-            .await
-            .map_err(client_failure)?;
-        let entry = LoggedSignature {
-            log_index: index,
-            leaf_input: entry.leaf_input,
-            inclusion_proof: proof.hashes,
-        };
-        // The receipt is checked as a verifier will check it before it is written.
+    let indices = [manifest_signed.log_index, envelope_signed.log_index];
+    let (note, checkpoint, mut logged) =
+        super::receipt::prove_in_checkpoint(client, log_key, &indices, wait).await?;
+    for (signed, entry) in [manifest_signed, envelope_signed].into_iter().zip(&logged) {
         let proven = entry
             .prove(&checkpoint)
             .map_err(|e| Failure::refused(anyhow!("the server's log: {e}")))?;
         if proven.event["signature"] != signed.signature.as_str() {
             return Err(Failure::refused(anyhow!(
-                "log entry {index} does not record the signature the server returned"
+                "log entry {} does not record the signature the server returned",
+                entry.log_index
             )));
         }
-        logged.push(entry);
     }
     let model_sig = logged
         .pop()

@@ -640,3 +640,107 @@ async fn a_signing_key_on_the_log_keys_backend_key_does_not_start() {
         "{stderr}"
     );
 }
+
+/// A store and receipts made before checkpoints were Ed25519 notes: on start the daemon signs
+/// the existing tree again under the log key, and `signet receipt refresh` re-proves an old
+/// receipt (refusing one whose entries were changed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_store_is_signed_again_and_old_receipts_are_reproven() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = sign_model(&h, dir.path());
+    let trust = dir.path().join("trust.json");
+    let vkey = fetch_trust(&h, &trust);
+    let log_key = signet::note::VerifierKey::parse(&vkey).expect("vkey");
+    // What an older signet left: checkpoints signed by another key (ES256 then), no anchor.
+    let old_note = |note: &str| -> String {
+        let (body, _) = note.split_once("\n\n").expect("note");
+        let body = body
+            .lines()
+            .filter(|l| !l.starts_with("time "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        format!(
+            "{body}\n\n\u{2014} signet.test/log {}\n",
+            STANDARD.encode([7u8; 76])
+        )
+    };
+    let receipt_path = Path::new(&model).join("signet-receipt.json");
+    let mut receipt: Value =
+        serde_json::from_slice(&std::fs::read(&receipt_path).expect("read")).expect("JSON");
+    receipt["checkpoint"] = json!(old_note(receipt["checkpoint"].as_str().expect("note")));
+    std::fs::write(&receipt_path, receipt.to_string()).expect("write");
+    let size = crate::rotation::log_events(&h).await.len() as u64;
+    let h = h
+        .restart(|folder| {
+            std::fs::remove_file(folder.join("signet.db.anchor")).expect("anchor beside the store");
+            let db = rusqlite::Connection::open(folder.join("signet.db")).expect("db");
+            let notes: Vec<(i64, String)> = db
+                .prepare("SELECT size, note FROM log_checkpoints")
+                .expect("select")
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .expect("rows")
+                .map(|row| row.expect("row"))
+                .collect();
+            for (size, note) in notes {
+                db.execute(
+                    "UPDATE log_checkpoints SET note = ?1 WHERE size = ?2",
+                    rusqlite::params![old_note(&note), size],
+                )
+                .expect("update");
+            }
+        })
+        .await;
+    let served = h
+        .http
+        .get(h.daemon.url("/v1/log/checkpoint"))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    let checkpoint =
+        signet::log::checkpoint::verify_checkpoint(&served, &log_key).expect("signed again");
+    assert_eq!(
+        checkpoint.size, size,
+        "the same tree, signed by the log key"
+    );
+
+    let state = dir.path().join("state.json");
+    let (code, _, stderr) = verify_trust(&model, &trust, &state, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        first_line(&stderr).contains("checkpoint signature"),
+        "{stderr}"
+    );
+    let refresh = |extra: &[&str]| {
+        let mut args = vec![
+            "receipt",
+            "refresh",
+            model.as_str(),
+            "--server",
+            &h.daemon.base_url,
+            "--log-key",
+            &vkey,
+        ];
+        args.extend_from_slice(extra);
+        signet(&args, &[])
+    };
+    let (code, _, stderr) = refresh(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = verify_trust(&model, &trust, &state, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    // A receipt whose entry was changed is not re-proven.
+    let mut receipt: Value =
+        serde_json::from_slice(&std::fs::read(&receipt_path).expect("read")).expect("JSON");
+    let mut leaf = STANDARD
+        .decode(receipt["leaf_input"].as_str().expect("leaf"))
+        .expect("base64");
+    leaf[20] ^= 1;
+    receipt["leaf_input"] = json!(STANDARD.encode(&leaf));
+    std::fs::write(&receipt_path, receipt.to_string()).expect("write");
+    let (code, _, stderr) = refresh(&[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("differs from the receipt's"), "{stderr}");
+}
