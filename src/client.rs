@@ -297,3 +297,36 @@ pub async fn load_jwks(source: &str, insecure_http: bool) -> Result<JwkSet, Clie
         reason: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_for_loopback_unless_forced() {
+        for url in [
+            "https://signet.example",
+            "http://127.0.0.1:8420",
+            "http://127.8.9.10/v1/trust",
+            "http://localhost:8420",
+            "http://[::1]:8420",
+        ] {
+            assert!(check_transport(url, false).is_ok(), "{url}");
+        }
+        for url in [
+            "http://signet.example",
+            "http://10.0.0.5:8420",
+            "http://localhost.evil.example",
+        ] {
+            assert!(
+                matches!(
+                    check_transport(url, false),
+                    Err(ClientError::InsecureTransport { .. })
+                ),
+                "{url}"
+            );
+            assert!(check_transport(url, true).is_ok(), "{url}");
+        }
+        assert!(check_transport("ftp://signet.example", true).is_err());
+    }
+}

@@ -585,8 +585,8 @@ impl KeyRing {
         self.reload_key(key, context.store).await
     }
 
-    /// Retires `version` of `name` at once (a compromised key): gone from the JWKS, kept for
-    /// audit. An active version is first replaced by a new one.
+    /// Retires `version` of `name` at once: gone from the JWKS, kept for audit; what it signed
+    /// stays valid (a compromise is `revoke`). An active version is first replaced.
     pub async fn retire(
         &self,
         name: &str,
@@ -597,51 +597,23 @@ impl KeyRing {
     ) -> Result<KeyVersionRecord, KeyError> {
         let key = self.signing_key(name)?;
         let _one_at_a_time = key.changing.lock().await;
-        let bad = |reason: String| KeyError::BadVersion {
-            key: name.to_string(),
-            reason,
-        };
-        let versions = context.store.key_versions(name).await?;
-        let target = versions
-            .iter()
-            .find(|v| v.version == version)
-            .cloned()
-            .ok_or_else(|| bad(format!("it has no version {version}")))?;
-        match target.state {
-            KeyState::Retired => return Err(bad(format!("version {version} is already retired"))),
-            KeyState::Pending => return Err(bad(format!("version {version} is being created"))),
-            KeyState::Active => {
-                self.rotate_locked(
-                    key,
-                    actor,
-                    &format!("replacing version {version}, which is being retired: {reason}"),
-                    context,
-                )
-                .await?;
-            }
-            KeyState::VerifyOnly => {}
+        let target = self
+            .take_out_of_service(key, version, "retired", actor, reason, context)
+            .await?;
+        if target.state == KeyState::Retired {
+            return Err(KeyError::BadVersion {
+                key: name.to_string(),
+                reason: format!("version {version} is already retired"),
+            });
         }
-        let now = context.clock.now_unix();
-        let event = LogEvent::key_retired(&target, actor, reason, now);
+        let event = LogEvent::key_retired(&target, actor, reason, context.clock.now_unix());
         let change = KeyChange::Retire {
             key: name.to_string(),
             version,
         };
-        let outcome = context.log.append_key_change(change, &[event]).await?;
-        self.reload_key(key, context.store).await?;
-        self.republish()?;
-        if let AppendOutcome::Stale(reason) = outcome {
-            return Err(KeyError::Conflict {
-                key: name.to_string(),
-                reason,
-            });
-        }
+        let retired = self.commit_change(key, change, event, context).await?;
         tracing::info!(key = %name, version, "retired");
-        Ok(key
-            .versions()
-            .into_iter()
-            .find(|v| v.version == version)
-            .unwrap_or(target))
+        Ok(retired.unwrap_or(target))
     }
 
     /// Revokes `version` of `name` as compromised from `compromised_since` (Unix seconds, not in
@@ -662,53 +634,101 @@ impl KeyRing {
             key: name.to_string(),
             reason,
         };
-        let now = context.clock.now_unix();
-        if compromised_since > now {
+        if compromised_since > context.clock.now_unix() {
             return Err(bad("compromised_since is in the future".into()));
         }
-        let versions = context.store.key_versions(name).await?;
-        let target = versions
+        let revoked = context
+            .store
+            .key_versions(name)
+            .await?
             .iter()
-            .find(|v| v.version == version)
-            .cloned()
-            .ok_or_else(|| bad(format!("it has no version {version}")))?;
-        if target.revocation.is_some() {
+            .any(|v| v.version == version && v.revocation.is_some());
+        if revoked {
             return Err(bad(format!("version {version} is already revoked")));
         }
-        match target.state {
-            KeyState::Pending => return Err(bad(format!("version {version} is being created"))),
-            KeyState::Active => {
-                self.rotate_locked(
-                    key,
-                    actor,
-                    &format!("replacing version {version}, which is being revoked: {reason}"),
-                    context,
-                )
-                .await?;
-            }
-            KeyState::VerifyOnly | KeyState::Retired => {}
-        }
-        let event = LogEvent::key_revoked(&target, compromised_since, actor, reason, now);
+        let target = self
+            .take_out_of_service(key, version, "revoked", actor, reason, context)
+            .await?;
+        let event = LogEvent::key_revoked(
+            &target,
+            compromised_since,
+            actor,
+            reason,
+            context.clock.now_unix(),
+        );
         let change = KeyChange::Revoke {
             key: name.to_string(),
             version,
             compromised_since,
+        };
+        let revoked = self.commit_change(key, change, event, context).await?;
+        tracing::warn!(key = %name, version, compromised_since, "revoked");
+        Ok(revoked.unwrap_or(target))
+    }
+
+    /// The recorded `version` of `key`, which is about to be `doing` (retired, revoked): an
+    /// active one is first replaced by a new version, so signing goes on.
+    async fn take_out_of_service(
+        &self,
+        key: &ManagedKey,
+        version: u32,
+        doing: &str,
+        actor: &Actor,
+        reason: &str,
+        context: &KeyContext<'_>,
+    ) -> Result<KeyVersionRecord, KeyError> {
+        let name = &key.config.name;
+        let bad = |reason: String| KeyError::BadVersion {
+            key: name.clone(),
+            reason,
+        };
+        let target = context
+            .store
+            .key_versions(name)
+            .await?
+            .into_iter()
+            .find(|v| v.version == version)
+            .ok_or_else(|| bad(format!("it has no version {version}")))?;
+        match target.state {
+            KeyState::Pending => Err(bad(format!("version {version} is being created"))),
+            KeyState::Active => {
+                self.rotate_locked(
+                    key,
+                    actor,
+                    &format!("replacing version {version}, which is being {doing}: {reason}"),
+                    context,
+                )
+                .await?;
+                Ok(target)
+            }
+            KeyState::VerifyOnly | KeyState::Retired => Ok(target),
+        }
+    }
+
+    /// Commits `change` with its log `event`, then republishes; the version as it now stands.
+    async fn commit_change(
+        &self,
+        key: &ManagedKey,
+        change: KeyChange,
+        event: LogEvent,
+        context: &KeyContext<'_>,
+    ) -> Result<Option<KeyVersionRecord>, KeyError> {
+        let version = match &change {
+            KeyChange::Activate { version, .. }
+            | KeyChange::Retire { version, .. }
+            | KeyChange::Abandon { version, .. }
+            | KeyChange::Revoke { version, .. } => *version,
         };
         let outcome = context.log.append_key_change(change, &[event]).await?;
         self.reload_key(key, context.store).await?;
         self.republish()?;
         if let AppendOutcome::Stale(reason) = outcome {
             return Err(KeyError::Conflict {
-                key: name.to_string(),
+                key: key.config.name.clone(),
                 reason,
             });
         }
-        tracing::warn!(key = %name, version, compromised_since, "revoked");
-        Ok(key
-            .versions()
-            .into_iter()
-            .find(|v| v.version == version)
-            .unwrap_or(target))
+        Ok(key.versions().into_iter().find(|v| v.version == version))
     }
 
     /// Scheduled work that is due: rotations by `rotation_period` (from the active version's

@@ -144,42 +144,33 @@ pub async fn sign(
     // A version deactivated by another process (a break-glass rotation) while this request
     // signed is refused by the append; the key's versions are then re-read and the request
     // signed once more under the new active version.
-    match sign_and_log(
-        &state,
-        &audit,
-        key,
-        &cached,
-        &token_hash,
-        &request.key,
-        algorithm,
-        &digests,
-        now,
-    )
-    .await?
-    {
-        Attempt::Done(response) => return Ok(response),
-        Attempt::Stale(reason) => {
-            tracing::info!(key = %request.key, reason = %reason, "the active version changed while signing; signing again");
-            state.keys.reload(&state.store).await?;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let attempt = sign_and_log(
+            &state,
+            &audit,
+            key,
+            &cached,
+            &token_hash,
+            &request.key,
+            algorithm,
+            &digests,
+            now,
+        )
+        .await?;
+        match attempt {
+            Attempt::Done(response) => return Ok(response),
+            Attempt::Stale(reason) if attempts < 2 => {
+                tracing::info!(key = %request.key, reason = %reason, "the active version changed while signing; signing again");
+                state.keys.reload(&state.store).await?;
+            }
+            Attempt::Stale(reason) => {
+                return Err(ApiError::Conflict(format!(
+                    "{reason}: the key was rotated while this request was signing; sign again"
+                )));
+            }
         }
-    }
-    match sign_and_log(
-        &state,
-        &audit,
-        key,
-        &cached,
-        &token_hash,
-        &request.key,
-        algorithm,
-        &digests,
-        now,
-    )
-    .await?
-    {
-        Attempt::Done(response) => Ok(response),
-        Attempt::Stale(reason) => Err(ApiError::Conflict(format!(
-            "{reason}: the key was rotated while this request was signing; sign again"
-        ))),
     }
 }
 

@@ -462,7 +462,7 @@ async fn scheduled_rotation_survives_a_restart_and_happens_once() {
 
 /// Signs `name` (a fresh model) with `signet sign`; returns the model's path and its manifest
 /// signature's log entry (index, time).
-fn sign_model(h: &Harness, dir: &std::path::Path, name: &str) -> (String, u64, String) {
+pub fn sign_model(h: &Harness, dir: &std::path::Path, name: &str) -> (String, u64, String) {
     let model = dir.join(name);
     crate::workflow::write_model(&model);
     let token = dir.join(format!("{name}.token"));

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::harness::{Daemon, DaemonConfig, Harness, problem, sha256_digest};
 use crate::log::signet_log;
 use crate::rotation::admin_token;
-use crate::workflow::{fetch_trust, signet, write_model};
+use crate::workflow::{fetch_trust, signet};
 
 fn leaf_hash(leaf: &[u8]) -> Vec<u8> {
     Sha256::digest([&[0u8][..], leaf].concat()).to_vec()
@@ -26,26 +26,7 @@ fn node_hash(left: &[u8], right: &[u8]) -> Vec<u8> {
 
 /// Signs a model with `signet sign` as the tests' CI job (repository acme/models).
 fn sign_model(h: &Harness, dir: &Path) -> String {
-    let model = dir.join("model");
-    write_model(&model);
-    let token = dir.join("token");
-    std::fs::write(&token, h.issuer.mint_default()).expect("token");
-    let model_arg = model.display().to_string();
-    let (code, _, stderr) = signet(
-        &[
-            "sign",
-            &model_arg,
-            "--server",
-            &h.daemon.base_url,
-            "--key",
-            "model-signing",
-            "--token-file",
-            &token.display().to_string(),
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{stderr}");
-    model_arg
+    crate::rotation::sign_model(h, dir, "model").0
 }
 
 fn verify_trust(model: &str, trust: &Path, state: &Path, extra: &[&str]) -> (i32, String, String) {
