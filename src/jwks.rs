@@ -62,6 +62,21 @@ fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The DER SubjectPublicKeyInfo prefix of an Ed25519 key (RFC 8410), before its 32 bytes.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// The DER SubjectPublicKeyInfo of a raw Ed25519 public key.
+pub fn ed25519_spki(raw: &[u8; 32]) -> Vec<u8> {
+    [&ED25519_SPKI_PREFIX[..], raw].concat()
+}
+
+/// The raw 32-byte key of an Ed25519 SubjectPublicKeyInfo, if `spki` is one.
+pub fn ed25519_raw(spki: &[u8]) -> Option<[u8; 32]> {
+    spki.strip_prefix(&ED25519_SPKI_PREFIX[..])?.try_into().ok()
+}
+
 /// Builds the JWK (with its thumbprint `kid`) of an SPKI DER public key for `algorithm`.
 pub fn jwk_from_spki(spki: &[u8], algorithm: Algorithm) -> Result<Jwk, JwkError> {
     let invalid = || JwkError::InvalidKey(algorithm);
@@ -113,7 +128,7 @@ pub fn jwk_from_spki(spki: &[u8], algorithm: Algorithm) -> Result<Jwk, JwkError>
         }
         // RFC 8037: an Ed25519 key is an OKP JWK (the log key's `kid`; it is never published).
         Algorithm::EdDSA => {
-            let raw = crate::signature::ed25519_raw(spki).ok_or_else(invalid)?;
+            let raw = ed25519_raw(spki).ok_or_else(invalid)?;
             Jwk {
                 kty: "OKP".into(),
                 kid: String::new(),
@@ -207,7 +222,7 @@ pub fn spki_from_jwk(jwk: &Jwk) -> Result<(Algorithm, Vec<u8>), JwkError> {
             if jwk.crv.as_deref() != Some("Ed25519") {
                 return Err(invalid());
             }
-            return Ok((algorithm, crate::signature::ed25519_spki(&raw)));
+            return Ok((algorithm, ed25519_spki(&raw)));
         }
     };
     Ok((algorithm, der.as_bytes().to_vec()))

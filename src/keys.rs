@@ -889,7 +889,7 @@ impl KeyRing {
         let (active, spki) = key
             .active_with_public_key()
             .ok_or_else(|| inconsistent("it has no active version".into()))?;
-        let raw = crate::signature::ed25519_raw(&spki)
+        let raw = crate::jwks::ed25519_raw(&spki)
             .ok_or_else(|| inconsistent("its public key is not an Ed25519 key".into()))?;
         let verifier =
             crate::note::VerifierKey::new(origin, &raw).map_err(|e| inconsistent(e.to_string()))?;

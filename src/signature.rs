@@ -5,7 +5,7 @@ use p256::pkcs8::DecodePublicKey;
 use sha2::{Digest as _, Sha256, Sha384};
 
 use crate::algorithm::{Algorithm, DigestAlgorithm};
-use crate::jwks::{Jwk, JwkError, spki_from_jwk};
+use crate::jwks::{Jwk, JwkError, ed25519_raw, spki_from_jwk};
 
 /// Why a signature did not verify.
 #[derive(Debug, thiserror::Error)]
@@ -39,21 +39,6 @@ pub fn digest_of(algorithm: Algorithm, bytes: &[u8]) -> Vec<u8> {
         Some(DigestAlgorithm::Sha384) => Sha384::digest(bytes).to_vec(),
         None => bytes.to_vec(),
     }
-}
-
-/// The DER SubjectPublicKeyInfo prefix of an Ed25519 key (RFC 8410), before its 32 bytes.
-const ED25519_SPKI_PREFIX: [u8; 12] = [
-    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-];
-
-/// The DER SubjectPublicKeyInfo of a raw Ed25519 public key.
-pub fn ed25519_spki(raw: &[u8; 32]) -> Vec<u8> {
-    [&ED25519_SPKI_PREFIX[..], raw].concat()
-}
-
-/// The raw 32-byte key of an Ed25519 SubjectPublicKeyInfo, if `spki` is one.
-pub fn ed25519_raw(spki: &[u8]) -> Option<[u8; 32]> {
-    spki.strip_prefix(&ED25519_SPKI_PREFIX[..])?.try_into().ok()
 }
 
 /// A public key parsed once, to check many signatures with it.

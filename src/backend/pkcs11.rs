@@ -512,7 +512,7 @@ fn public_key_spki(
                 return Ok(Err("no CKA_EC_POINT".to_string()));
             };
             match <[u8; 32]>::try_from(unwrap_ec_point(&point, 32)) {
-                Ok(raw) => Ok(crate::signature::ed25519_spki(&raw)),
+                Ok(raw) => Ok(crate::jwks::ed25519_spki(&raw)),
                 Err(_) => Err("CKA_EC_POINT is not a 32-byte Ed25519 key".to_string()),
             }
         }

@@ -198,7 +198,7 @@ impl VaultTransitBackend {
                     .decode(entry.public_key.trim())
                     .ok()
                     .and_then(|raw| <[u8; 32]>::try_from(raw).ok())
-                    .map(|raw| crate::signature::ed25519_spki(&raw))
+                    .map(|raw| crate::jwks::ed25519_spki(&raw))
             } else {
                 pem_to_der(&entry.public_key)
             };

@@ -379,15 +379,30 @@ fn append_batch(c: &mut Connection, batch: &[LogAppend]) -> Result<Vec<AppendOut
         let mut active_state = tx
             .prepare_cached("SELECT state FROM key_versions WHERE key = ?1 AND version = ?2")
             .map_err(unavailable)?;
+        // Whether each (key, version) is active, read once per commit: a commit serves many
+        // signatures of a few versions. A key change in the commit clears it.
+        let mut active: HashMap<&(String, u32), bool> = HashMap::new();
         for item in batch {
+            if item.key_change.is_some() {
+                active.clear();
+            }
             // Signatures name the version that made them: it must still be active here, at their
             // place in the log, whichever process deactivated it (a break-glass rotation).
-            if let Some((key, version)) = &item.signing_version {
-                let state: Option<String> = active_state
-                    .query_row(params![key, version], |row| row.get(0))
-                    .optional()
-                    .map_err(unavailable)?;
-                if state.as_deref() != Some("active") {
+            if let Some(signing) = &item.signing_version {
+                let is_active = match active.get(signing) {
+                    Some(known) => *known,
+                    None => {
+                        let state: Option<String> = active_state
+                            .query_row(params![signing.0, signing.1], |row| row.get(0))
+                            .optional()
+                            .map_err(unavailable)?;
+                        let known = state.as_deref() == Some("active");
+                        active.insert(signing, known);
+                        known
+                    }
+                };
+                if !is_active {
+                    let (key, version) = signing;
                     outcomes.push(AppendOutcome::Stale(format!(
                         "key {key} version {version} is no longer active"
                     )));

@@ -126,7 +126,7 @@ impl PrivateKey {
                 Default::default(),
             ),
             PrivateKey::Ed25519(key) => Ok(signet::jwks::spki_to_pem(
-                &signet::signature::ed25519_spki(&key.verifying_key().to_bytes()),
+                &signet::jwks::ed25519_spki(&key.verifying_key().to_bytes()),
             )),
         };
         pem.expect("PEM")
