@@ -47,7 +47,9 @@ for c in (1, 8, 64):
     base = [r["report"]["requests_per_second"] for r in rows if r["which"] == "base" and r["c"] == c]
     new = [r["report"]["requests_per_second"] for r in rows if r["which"] == "new" and r["c"] == c]
     ratio = statistics.median(new) / statistics.median(base)
-    rounds = ", ".join(f"{n / b:.2f}" for n, b in zip(new, base))
+    paired = [n / b for n, b in zip(new, base)]
+    rounds = ", ".join(f"{r:.2f}" for r in paired)
     print(f"  c={c:<3} base {statistics.median(base):7.0f}  new {statistics.median(new):7.0f}  "
-          f"ratio {ratio:.3f}  (rounds: {rounds})")
+          f"ratio of medians {ratio:.3f}, median of rounds {statistics.median(paired):.3f}  "
+          f"(rounds: {rounds})")
 PY
