@@ -108,8 +108,6 @@ struct Pinned {
     client: Client,
     log_key: VerifierKey,
     remembered: Option<State>,
-    /// Whether the key was taken on first use (so remembering it is news).
-    first_use: bool,
 }
 
 impl Pinned {
@@ -150,7 +148,7 @@ impl Pinned {
             }
             (None, None) => None,
         };
-        let (log_key, first_use) = match (given, remembered_key) {
+        let log_key = match (given, remembered_key) {
             (Some(given), Some(remembered)) if given != remembered => {
                 return Err(Failure::refused(anyhow!(
                     "the state file pins log key {}, not {}: a new log key is a new log",
@@ -158,15 +156,15 @@ impl Pinned {
                     given.to_vkey()
                 )));
             }
-            (Some(given), _) => (given, false),
-            (None, Some(remembered)) => (remembered, false),
+            (Some(given), _) => given,
+            (None, Some(remembered)) => remembered,
             (None, None) if args.trust_on_first_use => {
                 let key = servers_log_key(&client).await?;
                 eprintln!(
                     "signet: warning: trusting the server's log key on first use: {}",
                     key.to_vkey()
                 );
-                (key, true)
+                key
             }
             (None, None) => {
                 return Err(Failure::usage(anyhow!(
@@ -179,21 +177,16 @@ impl Pinned {
             client,
             log_key,
             remembered,
-            first_use,
         })
     }
 
-    /// Writes a state file that pins the key, when there was none (or it had no key).
+    /// Writes a state file that pins the key when there was none. An existing one is left to
+    /// `signet log verify`, which proves the new checkpoint consistent with it first.
     fn remember_first(&self, args: &LogArgs, checkpoint: &Checkpoint) -> Result<(), Failure> {
         let Some(path) = &args.state else {
             return Ok(());
         };
-        if self
-            .remembered
-            .as_ref()
-            .is_some_and(|s| s.log_key.is_some())
-            && !self.first_use
-        {
+        if self.remembered.is_some() {
             return Ok(());
         }
         let state = State {

@@ -125,9 +125,9 @@ impl PrivateKey {
                 &key.to_public_key(),
                 Default::default(),
             ),
-            PrivateKey::Ed25519(key) => Ok(signet::jwks::spki_to_pem(
-                &signet::jwks::ed25519_spki(&key.verifying_key().to_bytes()),
-            )),
+            PrivateKey::Ed25519(key) => Ok(signet::jwks::spki_to_pem(&signet::jwks::ed25519_spki(
+                &key.verifying_key().to_bytes(),
+            ))),
         };
         pem.expect("PEM")
     }
