@@ -13,6 +13,15 @@ scripts/install-backends.sh
 SIGNET_TEST_PYTHON="$(scripts/pyenv.sh)"
 export SIGNET_TEST_PYTHON
 
+# The toolchain must be at least the package's rust-version (no rust-toolchain.toml: rustup
+# would try to download one).
+required=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+have=$(rustc --version | awk '{print $2}')
+if [ "$(printf '%s\n%s\n' "$required" "$have" | sort -V | head -1)" != "$required" ]; then
+  echo "rustc $have is older than the rust-version $required that Cargo.toml requires" >&2
+  exit 2
+fi
+
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 

@@ -979,12 +979,17 @@ pub struct KeyContext<'a> {
 }
 
 /// Test hook for crash tests: `SIGNET_FAILPOINT=NAME` aborts the process at the point `NAME`.
+/// Debug builds only (the tests'): a release binary has no such hook.
+#[cfg(debug_assertions)]
 fn failpoint(name: &str) {
     if std::env::var("SIGNET_FAILPOINT").is_ok_and(|v| v == name) {
         tracing::error!(failpoint = name, "failpoint reached: aborting");
         std::process::abort();
     }
 }
+
+#[cfg(not(debug_assertions))]
+fn failpoint(_name: &str) {}
 
 async fn load_versions(
     config: &KeyConfig,

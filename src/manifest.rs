@@ -627,6 +627,7 @@ impl<'a> MappedFile<'a> {
             let length = (self.size - self.window_offset).min(self.window_size as u64) as usize;
             // SAFETY: the map is read-only and dropped before the next window. A file truncated
             // underneath would fault; models are not rewritten while they are being signed.
+            #[allow(unsafe_code)]
             let window = unsafe {
                 memmap2::MmapOptions::new()
                     .offset(self.window_offset)

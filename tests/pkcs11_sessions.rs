@@ -18,8 +18,9 @@ use signet::config::backend::Pkcs11Config;
 #[tokio::test]
 async fn signing_recovers_after_the_token_logs_out() {
     let hsm = softhsm::SoftHsm::new();
-    // The only test in this binary, and it sets the variable before any PKCS#11 call.
-    unsafe { std::env::set_var("SOFTHSM2_CONF", &hsm.conf) };
+    // SAFETY: the only test in this binary, and it sets the variable before any PKCS#11 call.
+    #[allow(unsafe_code)]
+    let () = unsafe { std::env::set_var("SOFTHSM2_CONF", &hsm.conf) };
     let pin_file = hsm.dir.path().join("pin");
     std::fs::write(&pin_file, softhsm::PIN).expect("pin file");
     let config: Pkcs11Config = toml::from_str(&format!(

@@ -683,8 +683,12 @@ mod tests {
 
     #[test]
     fn rs256_signs_digest_info() {
-        let input = signing_input(Algorithm::RS256, &[0u8; 32]);
-        assert_eq!(input.len(), 19 + 32);
-        assert_eq!(&input[..19], SHA256_DIGEST_INFO);
+        // The DigestInfo prefix of SHA-256 as the `rsa` crate builds it from the hash's OID
+        // (RFC 8017, section 9.2, note 1).
+        let input = signing_input(Algorithm::RS256, &[7u8; 32]);
+        let expected = rsa::Pkcs1v15Sign::new::<sha2::Sha256>();
+        assert_eq!(input.len(), expected.prefix.len() + 32);
+        assert_eq!(&input[..expected.prefix.len()], &expected.prefix[..]);
+        assert_eq!(&input[expected.prefix.len()..], &[7u8; 32]);
     }
 }

@@ -57,9 +57,11 @@ pub fn run(args: DevArgs) -> Result<(), Failure> {
         .map_err(Failure::usage)?;
     let dir = std::path::absolute(&args.dir).map_err(Failure::usage)?;
     let softhsm_conf = prepare_token(&dir).map_err(Failure::usage)?;
-    // SoftHSM reads its config path from the environment at C_Initialize. This runs before any
-    // other thread exists (the runtime is built below), so changing the environment is sound.
-    unsafe { std::env::set_var("SOFTHSM2_CONF", &softhsm_conf) };
+    // SAFETY: SoftHSM reads its config path from the environment at C_Initialize. This runs
+    // before any other thread exists (the runtime is built below), so changing the environment
+    // is sound.
+    #[allow(unsafe_code)]
+    let () = unsafe { std::env::set_var("SOFTHSM2_CONF", &softhsm_conf) };
 
     runtime()?.block_on(async move {
         let issuer = DevIssuer::start(args.issuer_listen)

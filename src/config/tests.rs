@@ -3,7 +3,11 @@ use std::path::Path;
 
 use super::*;
 
+/// A valid config whose PIN is in a file beside `module` (the environment is never changed:
+/// tests run in parallel threads).
 fn valid(module: &Path) -> String {
+    let pin = module.with_extension("pin");
+    std::fs::write(&pin, "1234").expect("pin file");
     format!(
         r#"
 [server]
@@ -25,7 +29,7 @@ audiences = ["signet"]
 type = "pkcs11"
 module = "{}"
 token_label = "signet"
-pin_env = "SIGNET_CONFIG_TEST_PIN"
+pin_file = "{}"
 
 [[keys]]
 name = "model-signing"
@@ -47,18 +51,13 @@ keys = ["model-signing"]
 max_ttl = "15m"
 max_signatures = 100
 "#,
-        module.display()
+        module.display(),
+        pin.display()
     )
 }
 
-fn with_pin<T>(f: impl FnOnce() -> T) -> T {
-    // Tests in this module share one variable name and always set the same value.
-    unsafe { std::env::set_var("SIGNET_CONFIG_TEST_PIN", "1234") };
-    f()
-}
-
 fn problems_of(text: &str) -> Vec<Problem> {
-    match with_pin(|| Config::from_toml(text, Path::new("test.toml"))) {
+    match Config::from_toml(text, Path::new("test.toml")) {
         Err(ConfigError::Invalid { problems, .. }) => problems,
         other => panic!("expected invalid config, got {other:?}"),
     }
@@ -71,8 +70,7 @@ fn module_file() -> tempfile::NamedTempFile {
 #[test]
 fn accepts_the_api_md_shape() {
     let module = module_file();
-    let config =
-        with_pin(|| Config::from_toml(&valid(module.path()), Path::new("t.toml"))).expect("valid");
+    let config = Config::from_toml(&valid(module.path()), Path::new("t.toml")).expect("valid");
     assert_eq!(config.keys.len(), 2);
     assert_eq!(
         config.policies[0].max_ttl.get(),
@@ -85,8 +83,7 @@ fn accepts_the_api_md_shape() {
 fn unknown_fields_are_refused_with_file_and_line() {
     let module = module_file();
     let text = valid(module.path()).replace("[server]\n", "[server]\nlisten_port = 1\n");
-    let err =
-        with_pin(|| Config::from_toml(&text, Path::new("t.toml"))).expect_err("unknown field");
+    let err = Config::from_toml(&text, Path::new("t.toml")).expect_err("unknown field");
     let message = err.to_string();
     assert!(message.starts_with("t.toml:"), "{message}");
     assert!(message.contains("listen_port"), "{message}");
@@ -131,7 +128,7 @@ fn plain_http_issuer_is_allowed_on_loopback_only() {
         "https://token.actions.githubusercontent.com",
         "http://127.0.0.1:9999",
     );
-    with_pin(|| Config::from_toml(&text, Path::new("t.toml"))).expect("loopback http is fine");
+    Config::from_toml(&text, Path::new("t.toml")).expect("loopback http is fine");
 }
 
 #[test]
@@ -160,8 +157,13 @@ fn policy_without_claims_is_refused() {
 #[test]
 fn missing_pin_is_reported_without_a_value() {
     let module = module_file();
+    let pin_line = format!(
+        "pin_file = \"{}\"",
+        module.path().with_extension("pin").display()
+    );
     let text =
-        valid(module.path()).replace("SIGNET_CONFIG_TEST_PIN", "SIGNET_CONFIG_TEST_UNSET_PIN");
+        valid(module.path()).replace(&pin_line, "pin_env = \"SIGNET_CONFIG_TEST_UNSET_PIN\"");
+    assert!(text.contains("SIGNET_CONFIG_TEST_UNSET_PIN"));
     let problems = problems_of(&text);
     let pin = problems
         .iter()
@@ -177,8 +179,7 @@ fn pin_in_config_is_not_a_field() {
         "token_label = \"signet\"",
         "token_label = \"signet\"\npin = \"1234\"",
     );
-    let err =
-        with_pin(|| Config::from_toml(&text, Path::new("t.toml"))).expect_err("pin field refused");
+    let err = Config::from_toml(&text, Path::new("t.toml")).expect_err("pin field refused");
     assert!(err.to_string().contains("unknown field"), "{err}");
 }
 
@@ -209,7 +210,7 @@ fn non_loopback_plain_http_listen_needs_opt_in() {
         "listen = \"0.0.0.0:8420\"",
         "listen = \"0.0.0.0:8420\"\nallow_plain_http = true",
     );
-    with_pin(|| Config::from_toml(&text, Path::new("t.toml"))).expect("opted in");
+    Config::from_toml(&text, Path::new("t.toml")).expect("opted in");
 }
 
 #[test]
@@ -234,7 +235,7 @@ type = "gcp_kms"
 key_ring = "projects/p/locations/global/keyRings/r"
 "#;
     // They parse and validate; a binary built without one of them says so by name.
-    let outcome = with_pin(|| Config::from_toml(&text, Path::new("test.toml")));
+    let outcome = Config::from_toml(&text, Path::new("test.toml"));
     let fields: Vec<String> = match outcome {
         Ok(_) => Vec::new(),
         Err(ConfigError::Invalid { problems, .. }) => {

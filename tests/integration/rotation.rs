@@ -772,3 +772,108 @@ async fn a_rotation_left_pending_is_rolled_back_by_the_scheduler() {
         [(1, "verify-only".to_string()), (2, "active".to_string())]
     );
 }
+
+/// Each version a retirement or revocation cannot apply to is a 400 naming why; the log key is
+/// never changed through the API (403); a compromise time in the future is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retiring_or_revoking_a_version_that_cannot_take_it_is_refused_with_the_reason() {
+    let h = Harness::start_with(|c| with_rotation(c, "30d")).await;
+    let admin = admin_token(&h);
+    let post = |path: String, body: Value| {
+        let (http, url, admin) = (h.http.clone(), h.daemon.url(&path), admin.clone());
+        async move {
+            let response = http
+                .post(url)
+                .bearer_auth(admin)
+                .json(&body)
+                .send()
+                .await
+                .expect("POST");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, body)
+        }
+    };
+    let refused = |outcome: (u16, Value), status: u16, detail: &str| {
+        assert_eq!(outcome.0, status, "{}", outcome.1);
+        assert!(
+            outcome.1["detail"].as_str().unwrap_or("").contains(detail),
+            "{detail}: {}",
+            outcome.1
+        );
+    };
+    let retire = "/v1/keys/model-signing/retire".to_string();
+    let revoke = "/v1/keys/model-signing/revoke".to_string();
+    refused(
+        post(retire.clone(), json!({"version": 9})).await,
+        400,
+        "it has no version 9",
+    );
+    refused(
+        post(
+            revoke.clone(),
+            json!({"version": 9, "compromised_since": "2026-01-01T00:00:00Z", "reason": "x"}),
+        )
+        .await,
+        400,
+        "it has no version 9",
+    );
+    // A version being created (what a rotation cut off leaves) can be neither.
+    {
+        let db = rusqlite::Connection::open(h.hsm.dir.path().join("signet.db")).expect("db");
+        db.busy_timeout(Duration::from_secs(5)).expect("busy");
+        db.execute(
+            "INSERT INTO key_versions (key, version, key_id, backend, backend_ref, algorithm, \
+             public_key_spki, state, created_at) \
+             SELECT key, 2, '', backend, '', algorithm, x'', 'pending', created_at \
+             FROM key_versions WHERE key = 'model-signing' AND version = 1",
+            [],
+        )
+        .expect("pending row");
+    }
+    refused(
+        post(retire.clone(), json!({"version": 2})).await,
+        400,
+        "version 2 is being created",
+    );
+    refused(
+        post(
+            revoke.clone(),
+            json!({"version": 2, "compromised_since": "2026-01-01T00:00:00Z", "reason": "x"}),
+        )
+        .await,
+        400,
+        "version 2 is being created",
+    );
+    // A compromise time in the future, or not a time.
+    refused(
+        post(
+            revoke.clone(),
+            json!({"version": 1, "compromised_since": "2999-01-01T00:00:00Z", "reason": "x"}),
+        )
+        .await,
+        400,
+        "compromised_since is in the future",
+    );
+    refused(
+        post(
+            revoke.clone(),
+            json!({"version": 1, "compromised_since": "yesterday", "reason": "x"}),
+        )
+        .await,
+        400,
+        "RFC 3339",
+    );
+    // The log key is not an admin's to change.
+    refused(
+        post(
+            "/v1/keys/log-signing/revoke".into(),
+            json!({"version": 1, "compromised_since": "2026-01-01T00:00:00Z", "reason": "x"}),
+        )
+        .await,
+        403,
+        "",
+    );
+    let response = rotate(&h, "log-signing", &admin).await;
+    assert_eq!(problem(response).await, (403, "forbidden".to_string()));
+}
