@@ -13,7 +13,10 @@
 //! - [`keys`]: logical keys, their versions and the backend keys behind them.
 //! - [`jwks`]: public keys as JWKs with RFC 7638 thumbprints as `kid`.
 //! - [`algorithm`]: signing algorithms (JOSE names) and `sha256:<hex>` digests.
-//! - [`log`]: the tamper-evident log: RFC 9162 Merkle tree, group commit, C2SP checkpoints.
+//! - [`merkle`]: RFC 9162 hashes, proofs and their verification (pure; verifiers use it too).
+//! - [`checkpoint`]: C2SP checkpoints, checked under a pinned log key (pure).
+//! - [`log`]: the daemon's tamper-evident log: durable group-committed appends, proofs from
+//!   the store, the checkpointer and its anchor.
 //! - [`note`]: C2SP signed notes and the Ed25519 verifier keys (`vkey`) verifiers pin.
 //! - [`canonical`]: RFC 8785 canonical JSON (log leaves, manifests).
 //! - [`manifest`]: the model manifest: per-file SHA-256 and provenance.
@@ -37,6 +40,7 @@ pub mod backend;
 pub mod bench;
 pub mod bundle;
 pub mod canonical;
+pub mod checkpoint;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -46,6 +50,7 @@ pub mod jwks;
 pub mod keys;
 pub mod log;
 pub mod manifest;
+pub mod merkle;
 pub mod note;
 pub mod oidc;
 pub mod policy;

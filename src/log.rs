@@ -5,9 +5,7 @@
 //! request waiting at that moment and commits them in one transaction (one fsync). While a
 //! commit runs, new requests queue for the next one, so the log keeps pace with signing.
 pub mod anchor;
-pub mod checkpoint;
 pub mod event;
-pub mod merkle;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,16 +16,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::BackendError;
 use crate::canonical::CanonicalError;
+use crate::checkpoint::{Checkpoint, signed_checkpoint, verify_checkpoint};
 use crate::clock::Clock;
+use crate::merkle::{self, Hash, MerkleError, Tree};
 use crate::note::VerifierKey;
 use crate::store::{
     AppendOutcome, KeyChange, LogAppend, QuotaCharge, Store, StoreError, StoredCheckpoint,
     StoredEntry,
 };
 use anchor::{Anchor, AnchorError, AnchoredTree};
-use checkpoint::{Checkpoint, signed_checkpoint, verify_checkpoint};
 use event::LogEvent;
-use merkle::{Hash, MerkleError, Tree};
 
 /// Most leaves committed in one transaction.
 const MAX_LEAVES_PER_COMMIT: usize = 10_000;

@@ -6,8 +6,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::log::checkpoint::{Checkpoint, CheckpointError, verify_checkpoint};
-use crate::log::merkle;
+use crate::checkpoint::{Checkpoint, CheckpointError, verify_checkpoint};
+use crate::merkle;
 use crate::note::VerifierKey;
 
 /// The receipt format's version.

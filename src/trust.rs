@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::algorithm::Algorithm;
+use crate::checkpoint::{Checkpoint, CheckpointError, verify_checkpoint};
 use crate::clock::parse_rfc3339;
 use crate::jwks::{self, Jwk};
-use crate::log::checkpoint::{Checkpoint, CheckpointError, verify_checkpoint};
-use crate::log::merkle;
+use crate::merkle;
 use crate::note::VerifierKey;
 
 /// The format name.
@@ -442,7 +442,7 @@ fn prove_entry(entry: &ProvenLogEntry, checkpoint: &Checkpoint) -> Result<Value,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::checkpoint::Checkpoint;
+    use crate::checkpoint::Checkpoint;
 
     fn trust_with(
         created: u64,

@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use crate::algorithm::Algorithm;
 use crate::bundle::{self, Bundle, BundleError};
+use crate::checkpoint::Checkpoint;
 use crate::clock::parse_rfc3339;
 use crate::jwks::{Jwk, JwkSet};
-use crate::log::checkpoint::Checkpoint;
 use crate::manifest::{
     self, Difference, FileEntry, HashProgress, Manifest, ManifestError, OUTPUT_FILES,
 };

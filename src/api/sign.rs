@@ -143,7 +143,8 @@ pub async fn sign(
     }
     // A version deactivated by another process (a break-glass rotation) while this request
     // signed is refused by the append; the key's versions are then re-read and the request
-    // signed once more under the new active version.
+    // signed again under the new active version (up to three attempts: two rotations in quick
+    // succession can each catch one).
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -161,7 +162,7 @@ pub async fn sign(
         .await?;
         match attempt {
             Attempt::Done(response) => return Ok(response),
-            Attempt::Stale(reason) if attempts < 2 => {
+            Attempt::Stale(reason) if attempts < 3 => {
                 tracing::info!(key = %request.key, reason = %reason, "the active version changed while signing; signing again");
                 state.keys.reload(&state.store).await?;
             }

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::trust::{load_log_key, servers_log_key, write_file};
 use super::{Failure, client_failure, runtime};
+use crate::checkpoint::{Checkpoint, verify_checkpoint};
 use crate::client::{Client, LogEntry, LogProof, load_text};
-use crate::log::checkpoint::{Checkpoint, verify_checkpoint};
-use crate::log::merkle::{self, Hash, RootBuilder};
+use crate::merkle::{self, Hash, RootBuilder};
 use crate::note::VerifierKey;
 use crate::trust::TrustRoot;
 

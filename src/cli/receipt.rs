@@ -9,8 +9,8 @@ use anyhow::anyhow;
 use clap::{Args, Subcommand};
 
 use super::{Failure, client_failure, runtime};
+use crate::checkpoint::{Checkpoint, verify_checkpoint};
 use crate::client::{Client, LogEntry, LogProof};
-use crate::log::checkpoint::{Checkpoint, verify_checkpoint};
 use crate::note::VerifierKey;
 use crate::receipt::{LoggedSignature, Receipt};
 

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::{Failure, client_failure, runtime};
 use crate::client::{Client, LogProof, load_text};
 use crate::clock::{Clock, SystemClock};
-use crate::log::merkle::{self, Hash};
+use crate::merkle::{self, Hash};
 use crate::note::VerifierKey;
 use crate::trust::{TrustRoot, VerifiedTrust};
 

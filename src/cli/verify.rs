@@ -11,8 +11,8 @@ use clap::Args;
 use super::sign::default_signature_dir;
 use super::trust::{DEFAULT_MAX_TRUST_AGE, TrustSource, load_log_key, load_trust};
 use super::{Failure, client_failure, runtime};
+use crate::checkpoint::verify_checkpoint;
 use crate::client::{Client, load_jwks};
-use crate::log::checkpoint::verify_checkpoint;
 use crate::note::VerifierKey;
 use crate::verify::{KeySource, Request, Verified, signer_claim, verify_model};
 

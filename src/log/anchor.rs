@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
-use super::merkle::Hash;
+use crate::merkle::Hash;
 
 /// Why the anchor could not be read or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

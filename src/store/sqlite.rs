@@ -14,7 +14,7 @@ use super::{
     AppendOutcome, KeyChange, KeyState, KeyVersionRecord, LogAppend, QuotaCharge, QuotaOutcome,
     Revocation, SessionRecord, SessionScope, Store, StoreError, StoredCheckpoint, StoredEntry,
 };
-use crate::log::merkle::{self, Hash};
+use crate::merkle::{self, Hash};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[

@@ -8,8 +8,8 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use signet::log::checkpoint::verify_checkpoint;
-use signet::log::merkle::{Hash, verify_consistency};
+use signet::checkpoint::verify_checkpoint;
+use signet::merkle::{Hash, verify_consistency};
 use signet::note::VerifierKey;
 
 use crate::harness::{Daemon, Harness, sha256_digest};

@@ -566,7 +566,8 @@ async fn a_break_glass_rotation_during_signing_never_logs_a_signature_after_deac
         statuses.extend(client.await.expect("client"));
     }
     assert!(statuses.len() > 20, "load was applied");
-    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let failed: Vec<&u16> = statuses.iter().filter(|s| **s != 200).collect();
+    assert!(failed.is_empty(), "{failed:?}\n{}", h.daemon.logs());
 
     let events = crate::rotation::log_events(&h).await;
     let mut deactivated = std::collections::HashMap::new();
@@ -682,7 +683,7 @@ async fn an_upgraded_store_is_signed_again_and_old_receipts_are_reproven() {
         .await
         .expect("text");
     let checkpoint =
-        signet::log::checkpoint::verify_checkpoint(&served, &log_key).expect("signed again");
+        signet::checkpoint::verify_checkpoint(&served, &log_key).expect("signed again");
     assert_eq!(
         checkpoint.size, size,
         "the same tree, signed by the log key"

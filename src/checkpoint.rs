@@ -10,7 +10,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::merkle::Hash;
+use crate::merkle::Hash;
 use crate::note::{NoteError, SignedNote, VerifierKey};
 
 /// The unsigned checkpoint.
