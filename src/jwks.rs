@@ -230,14 +230,16 @@ pub fn spki_from_jwk(jwk: &Jwk) -> Result<(Algorithm, Vec<u8>), JwkError> {
 
 /// PEM ("PUBLIC KEY") of an SPKI DER key, for OpenSSL and other verifiers.
 pub fn spki_to_pem(spki: &[u8]) -> String {
-    let body = base64::engine::general_purpose::STANDARD.encode(spki);
-    let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
-    for line in body.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
+    // Encoding into a String cannot fail but for lengths far past any key's.
+    pem_rfc7468::encode_string("PUBLIC KEY", pem_rfc7468::LineEnding::LF, spki).unwrap_or_default()
+}
+
+/// The DER inside a PEM `PUBLIC KEY` block (as Vault and Cloud KMS return public keys).
+pub fn pem_to_spki(pem: &str) -> Option<Vec<u8>> {
+    match pem_rfc7468::decode_vec(pem.trim().as_bytes()) {
+        Ok(("PUBLIC KEY", der)) => Some(der),
+        _ => None,
     }
-    pem.push_str("-----END PUBLIC KEY-----\n");
-    pem
 }
 
 /// A serialized JWKS with its strong `ETag`, computed once per key change.
@@ -299,5 +301,24 @@ mod tests {
         let mut tampered = jwk.clone();
         tampered.kid = "x".into();
         assert_eq!(spki_from_jwk(&tampered), Err(JwkError::KidMismatch));
+    }
+
+    #[test]
+    fn pem_round_trips_and_matches_what_openssl_style_tools_write() {
+        use p256::pkcs8::EncodePublicKey;
+        let key = p256::SecretKey::from_slice(&[9; 32])
+            .expect("key")
+            .public_key();
+        let spki = key.to_public_key_der().expect("spki");
+        let pem = spki_to_pem(spki.as_bytes());
+        // model_signing hashes this text for its key hint: 64-column lines, a final newline.
+        let reference = key
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .expect("pem");
+        assert_eq!(pem, reference);
+        assert_eq!(pem_to_spki(&pem).as_deref(), Some(spki.as_bytes()));
+        let other_label = pem.replace("PUBLIC KEY", "PRIVATE KEY");
+        assert_eq!(pem_to_spki(&other_label), None);
+        assert_eq!(pem_to_spki("not pem"), None);
     }
 }

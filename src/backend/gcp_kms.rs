@@ -18,7 +18,7 @@ use google_cloud_kms_v1::model::crypto_key_version::{
 };
 use google_cloud_kms_v1::model::{CryptoKey, CryptoKeyVersionTemplate, Digest};
 
-use super::{BackendError, BackendKey, KEY_CREATION_TIMEOUT, KeySpec, SigningBackend, pem_to_der};
+use super::{BackendError, BackendKey, KEY_CREATION_TIMEOUT, KeySpec, SigningBackend};
 use crate::algorithm::Algorithm;
 use crate::config::backend::GcpKmsConfig;
 
@@ -354,7 +354,7 @@ impl SigningBackend for GcpKmsBackend {
             });
         }
         self.remember(reference);
-        pem_to_der(&answer.pem)
+        crate::jwks::pem_to_spki(&answer.pem)
             .ok_or_else(|| self.malformed(format!("public key of {reference} is not PEM")))
     }
 

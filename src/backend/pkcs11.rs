@@ -18,7 +18,7 @@ use cryptoki::types::AuthPin;
 use p256::pkcs8::EncodePublicKey;
 use tokio::sync::Semaphore;
 
-use super::{BackendError, BackendKey, KeySpec, SigningBackend, ecdsa_raw_to_der};
+use super::{BackendError, BackendKey, KeySpec, SigningBackend};
 use crate::algorithm::Algorithm;
 use crate::config::backend::Pkcs11Config;
 use crate::config::secret::Secret;
@@ -668,6 +668,21 @@ impl SigningBackend for Pkcs11Backend {
     }
 }
 
+/// Converts a fixed-size ECDSA `r || s` signature (as PKCS#11 returns it) into ASN.1 DER.
+fn ecdsa_raw_to_der(algorithm: Algorithm, raw: &[u8]) -> Result<Vec<u8>, String> {
+    match algorithm {
+        Algorithm::ES256 => p256::ecdsa::Signature::from_slice(raw)
+            .map(|s| s.to_der().as_bytes().to_vec())
+            .map_err(|_| format!("ECDSA P-256 signature of {} bytes, expected 64", raw.len())),
+        Algorithm::ES384 => p384::ecdsa::Signature::from_slice(raw)
+            .map(|s| s.to_der().as_bytes().to_vec())
+            .map_err(|_| format!("ECDSA P-384 signature of {} bytes, expected 96", raw.len())),
+        Algorithm::PS256 | Algorithm::RS256 | Algorithm::EdDSA => {
+            Err("not an ECDSA algorithm".to_string())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -690,5 +705,15 @@ mod tests {
         assert_eq!(input.len(), expected.prefix.len() + 32);
         assert_eq!(&input[..expected.prefix.len()], &expected.prefix[..]);
         assert_eq!(&input[expected.prefix.len()..], &[7u8; 32]);
+    }
+
+    #[test]
+    fn raw_ecdsa_converts_to_der() {
+        let mut raw = vec![0u8; 64];
+        raw[31] = 1;
+        raw[63] = 2;
+        let der = ecdsa_raw_to_der(Algorithm::ES256, &raw).expect("valid r, s");
+        assert_eq!(der, vec![0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x02]);
+        assert!(ecdsa_raw_to_der(Algorithm::ES256, &raw[..63]).is_err());
     }
 }

@@ -17,7 +17,7 @@ use vaultrs::api::transit::responses::ReadKeyData;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
-use super::{BackendError, BackendKey, KEY_CREATION_TIMEOUT, KeySpec, SigningBackend, pem_to_der};
+use super::{BackendError, BackendKey, KEY_CREATION_TIMEOUT, KeySpec, SigningBackend};
 use crate::algorithm::{Algorithm, DigestAlgorithm};
 use crate::config::backend::VaultTransitConfig;
 use crate::config::secret::Secret;
@@ -200,7 +200,7 @@ impl VaultTransitBackend {
                     .and_then(|raw| <[u8; 32]>::try_from(raw).ok())
                     .map(|raw| crate::jwks::ed25519_spki(&raw))
             } else {
-                pem_to_der(&entry.public_key)
+                crate::jwks::pem_to_spki(&entry.public_key)
             };
             let spki = spki.ok_or_else(|| BackendError::Malformed {
                 backend: self.name.clone(),
