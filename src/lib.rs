@@ -28,7 +28,6 @@
 //! - [`id_token`]: where `signet sign` gets the caller's OIDC ID token.
 //! - [`api`]: the HTTP API and the one error to problem+json mapping.
 //! - [`client`]: the HTTP client the CLI uses.
-//! - [`bench`]: the closed-loop load generator of `signet bench`.
 //! - [`cli`]: the `signet` command line.
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::unwrap_used)]
@@ -37,7 +36,6 @@ pub mod algorithm;
 pub mod api;
 pub mod app;
 pub mod backend;
-pub mod bench;
 pub mod bundle;
 pub mod canonical;
 pub mod checkpoint;

@@ -1,7 +1,6 @@
 //! OIDC ID token verification: pick the issuer by the token's exact `iss`, take the verification
 //! key and its algorithm from that issuer's JWKS (never from the token alone), then check the
 //! signature, `iss`, `aud`, `exp`, `nbf` and `iat` with a small leeway.
-pub mod dev_issuer;
 pub mod keystore;
 pub mod unverified;
 

@@ -18,8 +18,10 @@ use serde_json::{Value, json};
 
 use super::{Failure, runtime};
 use crate::algorithm::Algorithm;
-use crate::bench::{Report, closed_loop, report};
+mod load;
+
 use crate::id_token::TokenSource;
+use load::{Report, closed_loop, report};
 
 /// `signet bench` targets.
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,9 @@ use rand::RngCore;
 
 use super::{Failure, runtime};
 use crate::config::Config;
-use crate::oidc::dev_issuer::{DEV_AUDIENCE, DevIssuer};
+mod issuer;
+
+use issuer::{DEV_AUDIENCE, DevIssuer};
 
 /// Where Debian and others install SoftHSM's PKCS#11 module.
 const SOFTHSM_MODULES: &[&str] = &[

@@ -2,7 +2,7 @@
 //! request when the previous one is answered) for a fixed time, and the latency statistics.
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -131,12 +131,14 @@ where
 }
 
 /// Counts requests in flight, to check a closed loop never exceeds its concurrency.
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct InFlight {
-    now: AtomicUsize,
-    most: AtomicUsize,
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
 }
 
+#[cfg(test)]
 impl InFlight {
     /// A request starts.
     pub fn enter(&self) {
@@ -158,6 +160,7 @@ impl InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
 
     #[test]
     fn nearest_rank_percentiles() {
