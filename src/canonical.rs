@@ -73,30 +73,39 @@ fn write_object<'a>(
     Ok(())
 }
 
+/// The largest integer every IEEE double represents exactly (2^53).
+const MAX_EXACT_INTEGER: u64 = 1 << 53;
+
 fn write_number(number: &serde_json::Number, out: &mut String) -> Result<(), CanonicalError> {
-    if let Some(i) = number.as_i64() {
+    // RFC 8785 serializes numbers as ECMAScript does doubles: integers up to 2^53 exactly,
+    // larger ones as the double they round to.
+    if let Some(i) = number.as_i64()
+        && i.unsigned_abs() <= MAX_EXACT_INTEGER
+    {
         out.push_str(&i.to_string());
         return Ok(());
     }
-    if let Some(u) = number.as_u64() {
+    if let Some(u) = number.as_u64()
+        && u <= MAX_EXACT_INTEGER
+    {
         out.push_str(&u.to_string());
         return Ok(());
     }
     let Some(f) = number.as_f64().filter(|f| f.is_finite()) else {
         return Err(CanonicalError::Number(number.to_string()));
     };
-    // ECMAScript prints integral doubles below 1e21 without a fraction or exponent.
-    if f.fract() == 0.0 && f.abs() < 1e21 {
-        out.push_str(&format!("{f:.0}"));
+    if f == 0.0 {
+        // ECMAScript prints -0 as 0.
+        out.push('0');
         return Ok(());
     }
-    // Rust's shortest round-trip form matches ECMAScript's digits; only the exponent style of
-    // very large or small numbers differs, and those are refused rather than guessed.
-    let text = f.to_string();
+    // Rust's `Display` gives the shortest digits that round-trip, without an exponent, padded
+    // with zeros: ECMAScript's form for 1e-6 <= |f| < 1e21. Outside that range ECMAScript
+    // switches to exponent notation, which is refused rather than guessed.
     if f.abs() >= 1e21 || f.abs() < 1e-6 {
-        return Err(CanonicalError::Number(text));
+        return Err(CanonicalError::Number(f.to_string()));
     }
-    out.push_str(&text);
+    out.push_str(&f.to_string());
     Ok(())
 }
 
@@ -179,5 +188,50 @@ mod tests {
             "[0,-1,1.5,100,0.001]"
         );
         assert!(to_canonical_string(&json!(1e300)).is_err());
+    }
+
+    #[test]
+    fn integers_past_2_pow_53_are_the_doubles_they_round_to() {
+        // As ECMAScript's `String(2 ** 60)` and RFC 8785 have it.
+        assert_eq!(
+            to_canonical_string(&json!(1u64 << 60)).expect("ok"),
+            "1152921504606847000"
+        );
+        assert_eq!(
+            to_canonical_string(&json!(9_007_199_254_740_993u64)).expect("ok"),
+            "9007199254740992"
+        );
+        assert_eq!(
+            to_canonical_string(&json!(-9_007_199_254_740_993i64)).expect("ok"),
+            "-9007199254740992"
+        );
+        assert_eq!(
+            to_canonical_string(&json!(9_007_199_254_740_992u64)).expect("ok"),
+            "9007199254740992"
+        );
+        assert_eq!(to_canonical_string(&json!(-0.0)).expect("ok"), "0");
+    }
+
+    proptest::proptest! {
+        /// Agrees with an independent RFC 8785 implementation (serde_jcs) on every number it
+        /// accepts, integers of any size and doubles in the plain-notation range.
+        #[test]
+        fn numbers_agree_with_serde_jcs(i in proptest::num::i64::ANY, u in proptest::num::u64::ANY, f in -1e20f64..1e20f64) {
+            for value in [json!(i), json!(u), json!(f)] {
+                if let Ok(ours) = to_canonical_string(&value) {
+                    let theirs = serde_jcs::to_string(&value).expect("serde_jcs");
+                    proptest::prop_assert_eq!(ours, theirs);
+                }
+            }
+        }
+
+        /// And on objects with any keys and string values (member order, escapes).
+        #[test]
+        fn objects_agree_with_serde_jcs(entries in proptest::collection::btree_map(".{0,8}", ".{0,12}", 0..8)) {
+            let value = serde_json::to_value(&entries).expect("value");
+            let ours = to_canonical_string(&value).expect("ours");
+            let theirs = serde_jcs::to_string(&value).expect("serde_jcs");
+            proptest::prop_assert_eq!(ours, theirs);
+        }
     }
 }
