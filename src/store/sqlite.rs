@@ -9,13 +9,15 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    AppendOutcome, KeyState, KeyVersionRecord, LogAppend, Revocation, SessionRecord, SessionScope,
-    Store, StoreError, StoredCheckpoint, StoredEntry,
+    AppendOutcome, KeyVersionRecord, LogAppend, SessionRecord, SessionScope, Store, StoreError,
+    StoredCheckpoint, StoredEntry,
 };
 use crate::merkle::Hash;
 
 mod append;
+mod key_versions;
 mod schema;
+mod sessions;
 
 use append::{append_batch, last_leaf, log_size, to_hash, to_i64};
 use schema::migrate;
@@ -206,106 +208,18 @@ impl SqliteStore {
     }
 }
 
-const SESSION_COLUMNS: &str = "token_hash, issuer, subject, policy, keys, created_at, expires_at, \
-                               max_signatures, used, ended, session_id, iss, claims";
-
-/// A session row with its `keys` and `claims` JSON still to be parsed.
-type SessionRow = (SessionRecord, String, String);
-
-fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
-    Ok((
-        SessionRecord {
-            token_hash: row.get(0)?,
-            session_id: row.get(10)?,
-            issuer: row.get(1)?,
-            iss: row.get(11)?,
-            claims: Default::default(),
-            subject: row.get(2)?,
-            policy: row.get(3)?,
-            keys: Vec::new(),
-            created_at: row.get(5)?,
-            expires_at: row.get(6)?,
-            max_signatures: row.get::<_, i64>(7)?.max(0) as u64,
-            used: row.get::<_, i64>(8)?.max(0) as u64,
-            ended: row.get(9)?,
-        },
-        row.get(4)?,
-        row.get(12)?,
-    ))
-}
-
-fn finish_session((mut record, keys, claims): SessionRow) -> Result<SessionRecord, StoreError> {
-    record.keys = serde_json::from_str(&keys)
-        .map_err(|e| StoreError::Corrupt(format!("session keys: {e}")))?;
-    record.claims = serde_json::from_str(&claims)
-        .map_err(|e| StoreError::Corrupt(format!("session claims: {e}")))?;
-    Ok(record)
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
-        let s = session.clone();
-        let keys =
-            serde_json::to_string(&s.keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let claims =
-            serde_json::to_string(&s.claims).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.call(move |c| {
-            c.execute(
-                &format!(
-                    "INSERT INTO sessions ({SESSION_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-                ),
-                params![
-                    s.token_hash,
-                    s.issuer,
-                    s.subject,
-                    s.policy,
-                    keys,
-                    s.created_at,
-                    s.expires_at,
-                    to_i64(s.max_signatures),
-                    to_i64(s.used),
-                    s.ended,
-                    s.session_id,
-                    s.iss,
-                    claims
-                ],
-            )
-            .map_err(unavailable)?;
-            Ok(())
-        })
-        .await
+        sessions::create_session(self, session).await
     }
 
     async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let hash = token_hash.to_string();
-        self.read(move |c| {
-            c.query_row(
-                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?1"),
-                [hash],
-                session_from_row,
-            )
-            .optional()
-            .map_err(unavailable)?
-            .map(finish_session)
-            .transpose()
-        })
-        .await
+        sessions::session(self, token_hash).await
     }
 
     async fn end_session(&self, token_hash: &str) -> Result<bool, StoreError> {
-        let hash = token_hash.to_string();
-        self.call(move |c| {
-            let changed = c
-                .execute(
-                    "UPDATE sessions SET ended = 1 WHERE token_hash = ?1 AND ended = 0",
-                    [hash],
-                )
-                .map_err(unavailable)?;
-            Ok(changed == 1)
-        })
-        .await
+        sessions::end_session(self, token_hash).await
     }
 
     async fn live_sessions(
@@ -313,149 +227,23 @@ impl Store for SqliteStore {
         scope: &SessionScope,
         now: i64,
     ) -> Result<Vec<SessionRecord>, StoreError> {
-        let (filter, value) = match scope {
-            SessionScope::Subject(subject) => ("AND subject = ?2", subject.clone()),
-            SessionScope::Policy(policy) => ("AND policy = ?2", policy.clone()),
-            SessionScope::All => ("AND ?2 = ?2", String::new()),
-        };
-        self.read(move |c| {
-            let mut statement = c
-                .prepare(&format!(
-                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE ended = 0 AND expires_at > ?1 {filter}"
-                ))
-                .map_err(unavailable)?;
-            let rows = statement
-                .query_map(params![now, value], session_from_row)
-                .map_err(unavailable)?;
-            rows.map(|row| row.map_err(unavailable).and_then(finish_session))
-                .collect()
-        })
-        .await
+        sessions::live_sessions(self, scope, now).await
     }
 
     async fn end_sessions(&self, token_hashes: Vec<String>) -> Result<u64, StoreError> {
-        self.call(move |c| {
-            let tx = c.transaction().map_err(unavailable)?;
-            let mut ended = 0;
-            {
-                let mut statement = tx
-                    .prepare_cached(
-                        "UPDATE sessions SET ended = 1 WHERE token_hash = ?1 AND ended = 0",
-                    )
-                    .map_err(unavailable)?;
-                for hash in &token_hashes {
-                    ended += statement.execute([hash]).map_err(unavailable)? as u64;
-                }
-            }
-            tx.commit().map_err(unavailable)?;
-            Ok(ended)
-        })
-        .await
+        sessions::end_sessions(self, token_hashes).await
     }
 
     async fn purge_sessions(&self, before: i64) -> Result<u64, StoreError> {
-        self.call(move |c| {
-            let deleted = c
-                .execute("DELETE FROM sessions WHERE expires_at < ?1", [before])
-                .map_err(unavailable)?;
-            Ok(deleted as u64)
-        })
-        .await
+        sessions::purge_sessions(self, before).await
     }
 
     async fn key_versions(&self, key: &str) -> Result<Vec<KeyVersionRecord>, StoreError> {
-        let key = key.to_string();
-        self.read(move |c| {
-            let mut statement = c
-                .prepare(
-                    "SELECT key, version, key_id, backend, backend_ref, algorithm, public_key_spki, state, \
-                     created_at, retire_at, log_index, revoked_index, compromised_since FROM key_versions \
-                     WHERE key = ?1 ORDER BY version",
-                )
-                .map_err(unavailable)?;
-            let rows = statement
-                .query_map([key], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, u32>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, String>(4)?,
-                        row.get::<_, String>(5)?,
-                        row.get::<_, Vec<u8>>(6)?,
-                        row.get::<_, String>(7)?,
-                        row.get::<_, i64>(8)?,
-                        row.get::<_, Option<i64>>(9)?,
-                        row.get::<_, Option<i64>>(10)?,
-                        (row.get::<_, Option<i64>>(11)?, row.get::<_, Option<i64>>(12)?),
-                    ))
-                })
-                .map_err(unavailable)?;
-            let mut versions = Vec::new();
-            for row in rows {
-                let (key, version, key_id, backend, backend_ref, algorithm, spki, state, created_at, retire_at, log_index, revoked) =
-                    row.map_err(unavailable)?;
-                let revocation = match revoked {
-                    (Some(index), Some(compromised_since)) => Some(Revocation {
-                        log_index: u64::try_from(index)
-                            .map_err(|_| StoreError::Corrupt(format!("key {key} v{version}: revoked_index")))?,
-                        compromised_since,
-                    }),
-                    (None, None) => None,
-                    _ => return Err(StoreError::Corrupt(format!("key {key} v{version}: half a revocation"))),
-                };
-                versions.push(KeyVersionRecord {
-                    algorithm: algorithm
-                        .parse()
-                        .map_err(|_| StoreError::Corrupt(format!("key {key} v{version}: algorithm")))?,
-                    state: KeyState::parse(&state)
-                        .ok_or_else(|| StoreError::Corrupt(format!("key {key} v{version}: state")))?,
-                    key,
-                    version,
-                    key_id,
-                    backend,
-                    backend_ref,
-                    public_key_spki: spki,
-                    created_at,
-                    retire_at,
-                    log_index: log_index.and_then(|i| u64::try_from(i).ok()),
-                    revocation,
-                });
-            }
-            Ok(versions)
-        })
-        .await
+        key_versions::key_versions(self, key).await
     }
 
     async fn insert_key_version(&self, v: &KeyVersionRecord) -> Result<(), StoreError> {
-        let v = v.clone();
-        self.call(move |c| {
-            c.execute(
-                "INSERT INTO key_versions (key, version, key_id, backend, backend_ref, algorithm, public_key_spki, \
-                 state, created_at, retire_at, log_index) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    v.key,
-                    v.version,
-                    v.key_id,
-                    v.backend,
-                    v.backend_ref,
-                    v.algorithm.as_str(),
-                    v.public_key_spki,
-                    v.state.as_str(),
-                    v.created_at,
-                    v.retire_at,
-                    v.log_index.map(to_i64)
-                ],
-            )
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                    StoreError::Conflict(format!("key {} version {} exists", v.key, v.version))
-                }
-                other => unavailable(other),
-            })?;
-            Ok(())
-        })
-        .await
+        key_versions::insert_key_version(self, v).await
     }
 
     async fn record_pending_key(
@@ -466,29 +254,8 @@ impl Store for SqliteStore {
         public_key_spki: &[u8],
         key_id: &str,
     ) -> Result<(), StoreError> {
-        let (key, backend_ref, spki, key_id) = (
-            key.to_string(),
-            backend_ref.to_string(),
-            public_key_spki.to_vec(),
-            key_id.to_string(),
-        );
-        self.call(move |c| {
-            let updated = c
-                .execute(
-                    "UPDATE key_versions SET backend_ref = ?3, public_key_spki = ?4, key_id = ?5 \
-                     WHERE key = ?1 AND version = ?2 AND state = 'pending'",
-                    params![key, version, backend_ref, spki, key_id],
-                )
-                .map_err(unavailable)?;
-            if updated == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::Conflict(format!(
-                    "key {key} version {version} is not pending"
-                )))
-            }
-        })
-        .await
+        key_versions::record_pending_key(self, key, version, backend_ref, public_key_spki, key_id)
+            .await
     }
 
     async fn mark_key_version_logged(
@@ -497,16 +264,7 @@ impl Store for SqliteStore {
         version: u32,
         log_index: u64,
     ) -> Result<(), StoreError> {
-        let key = key.to_string();
-        self.call(move |c| {
-            c.execute(
-                "UPDATE key_versions SET log_index = ?3 WHERE key = ?1 AND version = ?2",
-                params![key, version, to_i64(log_index)],
-            )
-            .map_err(unavailable)?;
-            Ok(())
-        })
-        .await
+        key_versions::mark_key_version_logged(self, key, version, log_index).await
     }
 
     fn append_log_blocking(&self, batch: Vec<LogAppend>) -> Result<Vec<AppendOutcome>, StoreError> {
