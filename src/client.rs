@@ -284,14 +284,7 @@ impl Client {
 
 /// Reads a JWKS from a URL or a file.
 pub async fn load_jwks(source: &str, insecure_http: bool) -> Result<JwkSet, ClientError> {
-    if source.starts_with("http://") || source.starts_with("https://") {
-        let client = Client::connect(source, insecure_http)?;
-        return client.get_json("").await;
-    }
-    let text = std::fs::read_to_string(source).map_err(|e| ClientError::File {
-        path: source.to_string(),
-        reason: e.to_string(),
-    })?;
+    let text = load_text(source, insecure_http).await?;
     serde_json::from_str(&text).map_err(|e| ClientError::Malformed {
         url: source.to_string(),
         reason: e.to_string(),

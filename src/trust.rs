@@ -15,8 +15,8 @@ use crate::algorithm::Algorithm;
 use crate::checkpoint::{Checkpoint, CheckpointError, verify_checkpoint};
 use crate::clock::parse_rfc3339;
 use crate::jwks::{self, Jwk};
-use crate::merkle;
 use crate::note::VerifierKey;
+use crate::receipt::LoggedSignature;
 
 /// The format name.
 pub const FORMAT: &str = "signet-trust/v1";
@@ -416,27 +416,16 @@ fn prove_version(
     })
 }
 
-/// Proves `entry` included in `checkpoint`; returns its event.
+/// Proves `entry` included in `checkpoint` (as a receipt's entry is); returns its event.
 fn prove_entry(entry: &ProvenLogEntry, checkpoint: &Checkpoint) -> Result<Value, String> {
-    let leaf = STANDARD
-        .decode(&entry.leaf_input)
-        .map_err(|_| "leaf_input is not base64".to_string())?;
-    let proof = merkle::decode_hashes(&entry.inclusion_proof)
-        .ok_or_else(|| "an inclusion proof hash is not base64 of 32 bytes".to_string())?;
-    merkle::verify_inclusion(
-        entry.index,
-        checkpoint.size,
-        &merkle::leaf_hash(&leaf),
-        &proof,
-        &checkpoint.root,
-    )
-    .map_err(|e| {
-        format!(
-            "entry {} is not included in the checkpoint of size {}: {}",
-            entry.index, checkpoint.size, e.0
-        )
-    })?;
-    serde_json::from_slice(&leaf).map_err(|_| format!("entry {} is not JSON", entry.index))
+    LoggedSignature {
+        log_index: entry.index,
+        leaf_input: entry.leaf_input.clone(),
+        inclusion_proof: entry.inclusion_proof.clone(),
+    }
+    .prove(checkpoint)
+    .map(|proven| proven.event)
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

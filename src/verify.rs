@@ -211,9 +211,9 @@ pub fn verify_model(request: &Request<'_>) -> Result<Verified, VerifyError> {
     let envelope_entry = receipt.model_sig.prove(&checkpoint)?;
     let jwk = match request.keys {
         KeySource::Jwks { jwks, .. } => find_key(jwks, &receipt)?,
+        // Both entries must lie within the version's active span in the log.
         KeySource::Trust(trust) => {
-            let mut jwk = None;
-            for proven in [&entry, &envelope_entry] {
+            let signing_key = |proven: &ProvenEntry| {
                 let time = proven.event["time"]
                     .as_str()
                     .and_then(parse_rfc3339)
@@ -222,30 +222,27 @@ pub fn verify_model(request: &Request<'_>) -> Result<Verified, VerifyError> {
                         file: "signet-receipt.json",
                         reason: "it has no time".into(),
                     })?;
-                jwk = Some(trust.signing_key(
+                Ok::<_, VerifyError>(trust.signing_key(
                     &receipt.key,
                     receipt.key_version,
                     &receipt.key_id,
                     proven.index,
                     time,
-                )?);
-            }
-            let jwk = jwk.ok_or_else(|| VerifyError::Malformed {
-                file: "signet-receipt.json",
-                reason: "no entries".into(),
-            })?;
-            if jwk.alg != receipt.algorithm {
-                return Err(VerifyError::Malformed {
-                    file: "signet-receipt.json",
-                    reason: format!(
-                        "it says {} but key {} is {}",
-                        receipt.algorithm, jwk.kid, jwk.alg
-                    ),
-                });
-            }
-            jwk
+                )?)
+            };
+            signing_key(&envelope_entry)?;
+            signing_key(&entry)?
         }
     };
+    if jwk.alg != receipt.algorithm {
+        return Err(VerifyError::Malformed {
+            file: "signet-receipt.json",
+            reason: format!(
+                "it says {} but key {} is {}",
+                receipt.algorithm, jwk.kid, jwk.alg
+            ),
+        });
+    }
     let algorithm: Algorithm = jwk.alg.parse().map_err(|_| VerifyError::Malformed {
         file: "JWKS",
         reason: format!("key {} has an unknown alg", jwk.kid),
@@ -330,25 +327,14 @@ pub fn verify_model(request: &Request<'_>) -> Result<Verified, VerifyError> {
 }
 
 fn find_key<'a>(jwks: &'a JwkSet, receipt: &Receipt) -> Result<&'a Jwk, VerifyError> {
-    let jwk = jwks
-        .keys
+    jwks.keys
         .iter()
         .find(|k| k.kid == receipt.key_id)
         .ok_or_else(|| VerifyError::UnknownKey {
             kid: receipt.key_id.clone(),
             key: receipt.key.clone(),
             version: receipt.key_version,
-        })?;
-    if jwk.alg != receipt.algorithm {
-        return Err(VerifyError::Malformed {
-            file: "signet-receipt.json",
-            reason: format!(
-                "it says {} but key {} is {}",
-                receipt.algorithm, jwk.kid, jwk.alg
-            ),
-        });
-    }
-    Ok(jwk)
+        })
 }
 
 /// The entry must be the `signature` event of this key version, digest and signature.

@@ -12,7 +12,7 @@ use super::{Failure, client_failure, runtime};
 use crate::checkpoint::{Checkpoint, verify_checkpoint};
 use crate::client::{Client, LogEntry, LogProof};
 use crate::note::VerifierKey;
-use crate::receipt::{LoggedSignature, Receipt};
+use crate::receipt::{LoggedSignature, ProvenEntry, Receipt};
 
 /// `signet receipt` subcommands.
 #[derive(Debug, Subcommand)]
@@ -58,8 +58,9 @@ pub fn run(command: ReceiptCommand) -> Result<(), Failure> {
             receipt.manifest_signature.log_index,
             receipt.model_sig.log_index,
         ];
-        let (note, checkpoint, mut proven) =
+        let (note, checkpoint, proven) =
             prove_in_checkpoint(&client, &log_key, &indices, args.wait).await?;
+        let mut proven: Vec<LoggedSignature> = proven.into_iter().map(|(entry, _)| entry).collect();
         for (old, new) in [&receipt.manifest_signature, &receipt.model_sig]
             .into_iter()
             .zip(&proven)
@@ -91,13 +92,14 @@ pub fn run(command: ReceiptCommand) -> Result<(), Failure> {
 }
 
 /// Waits up to `wait` for a checkpoint under `log_key` that covers `indices`, then fetches each
-/// entry and its inclusion proof, checked as a verifier will check them.
+/// entry and its inclusion proof, checked as a verifier will check them; each comes with its
+/// proven event.
 pub async fn prove_in_checkpoint(
     client: &Client,
     log_key: &VerifierKey,
     indices: &[u64],
     wait: Duration,
-) -> Result<(String, Checkpoint, Vec<LoggedSignature>), Failure> {
+) -> Result<(String, Checkpoint, Vec<(LoggedSignature, ProvenEntry)>), Failure> {
     let needed = indices.iter().max().map_or(0, |i| i + 1);
     let deadline = Instant::now() + wait;
     let (note, checkpoint) = loop {
@@ -137,10 +139,10 @@ pub async fn prove_in_checkpoint(
             leaf_input: entry.leaf_input,
             inclusion_proof: proof.hashes,
         };
-        entry
+        let proven = entry
             .prove(&checkpoint)
             .map_err(|e| Failure::refused(anyhow!("the server's log: {e}")))?;
-        logged.push(entry);
+        logged.push((entry, proven));
     }
     Ok((note, checkpoint, logged))
 }

@@ -312,18 +312,17 @@ async fn receipt(
     wait: Duration,
 ) -> Result<Receipt, Failure> {
     let indices = [manifest_signed.log_index, envelope_signed.log_index];
-    let (note, checkpoint, mut logged) =
+    let (note, _, proven) =
         super::receipt::prove_in_checkpoint(client, log_key, &indices, wait).await?;
-    for (signed, entry) in [manifest_signed, envelope_signed].into_iter().zip(&logged) {
-        let proven = entry
-            .prove(&checkpoint)
-            .map_err(|e| Failure::refused(anyhow!("the server's log: {e}")))?;
-        if proven.event["signature"] != signed.signature.as_str() {
+    let mut logged = Vec::new();
+    for (signed, (entry, event)) in [manifest_signed, envelope_signed].into_iter().zip(proven) {
+        if event.event["signature"] != signed.signature.as_str() {
             return Err(Failure::refused(anyhow!(
                 "log entry {} does not record the signature the server returned",
                 entry.log_index
             )));
         }
+        logged.push(entry);
     }
     let model_sig = logged
         .pop()

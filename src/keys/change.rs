@@ -340,18 +340,13 @@ impl KeyRing {
         if compromised_since > context.clock.now_unix() {
             return Err(bad("compromised_since is in the future".into()));
         }
-        let revoked = context
-            .store
-            .key_versions(name)
-            .await?
-            .iter()
-            .any(|v| v.version == version && v.revocation.is_some());
-        if revoked {
-            return Err(bad(format!("version {version} is already revoked")));
-        }
+        // A revoked version is retired, so this never rotates one that is already revoked.
         let target = self
             .take_out_of_service(key, version, "revoked", actor, reason, context)
             .await?;
+        if target.revocation.is_some() {
+            return Err(bad(format!("version {version} is already revoked")));
+        }
         let event = LogEvent::key_revoked(
             &target,
             compromised_since,
