@@ -11,6 +11,7 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm as JwtAlgorithm, Validation};
 use serde_json::{Map, Value};
 
+use crate::clock::Clock;
 use crate::config::IssuerConfig;
 use keystore::IssuerKeys;
 
@@ -87,13 +88,16 @@ pub enum OidcError {
 #[derive(Debug, Clone)]
 pub struct Verifier {
     issuers: Arc<HashMap<String, Arc<IssuerKeys>>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Verifier {
-    /// Builds a verifier; `allow_development_issuers` is true only under `signet dev`.
+    /// Builds a verifier; `allow_development_issuers` is true only under `signet dev`. Token
+    /// lifetimes and JWKS ages are read from `clock`.
     pub fn new(
         configs: &[IssuerConfig],
         allow_development_issuers: bool,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, OidcError> {
         let http = keystore::http_client().map_err(|reason| OidcError::IssuerUnavailable {
             issuer: "*".into(),
@@ -108,12 +112,14 @@ impl Verifier {
                         c.clone(),
                         http.clone(),
                         allow_development_issuers,
+                        Arc::clone(&clock),
                     )),
                 )
             })
             .collect();
         Ok(Verifier {
             issuers: Arc::new(issuers),
+            clock,
         })
     }
 
@@ -132,9 +138,9 @@ impl Verifier {
 
         let config = issuer.config();
         let mut validation = Validation::new(key.algorithm);
-        validation.leeway = LEEWAY.as_secs();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
+        // Times are checked below against the injected clock, not jsonwebtoken's system time.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.validate_aud = true;
         validation.set_audience(&config.audiences);
         validation.set_issuer(&[&config.issuer]);
@@ -144,13 +150,7 @@ impl Verifier {
                 .map_err(map_jwt_error)?;
         let claims = data.claims;
 
-        // jsonwebtoken does not look at iat: a token "issued" in the future is forged or badly clocked.
-        let now = jsonwebtoken::get_current_timestamp();
-        match claims.get("iat").and_then(Value::as_u64) {
-            Some(iat) if iat > now + LEEWAY.as_secs() => return Err(OidcError::IssuedInFuture),
-            Some(_) => {}
-            None => return Err(OidcError::MissingClaim("iat".into())),
-        }
+        check_times(&claims, self.clock.now_unix())?;
         let subject = match claims.get("sub") {
             Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
             _ => return Err(OidcError::MissingClaim("sub".into())),
@@ -162,6 +162,38 @@ impl Verifier {
             claims,
         })
     }
+}
+
+/// `exp` has not passed, `nbf` (if present) has, and `iat` is not in the future (a token
+/// "issued" later than now is forged or badly clocked), each with [`LEEWAY`].
+fn check_times(claims: &Map<String, Value>, now: i64) -> Result<(), OidcError> {
+    let leeway = i64::try_from(LEEWAY.as_secs()).unwrap_or(0);
+    let time = |name: &str| -> Result<Option<i64>, OidcError> {
+        match claims.get(name) {
+            None => Ok(None),
+            // Fractional NumericDates are allowed (RFC 7519 §2); whole seconds are enough here.
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+                .map(Some)
+                .ok_or_else(|| OidcError::MissingClaim(name.into())),
+            Some(_) => Err(OidcError::MissingClaim(name.into())),
+        }
+    };
+    let exp = time("exp")?.ok_or_else(|| OidcError::MissingClaim("exp".into()))?;
+    if exp.saturating_add(leeway) <= now {
+        return Err(OidcError::Expired);
+    }
+    if let Some(nbf) = time("nbf")?
+        && nbf.saturating_sub(leeway) > now
+    {
+        return Err(OidcError::NotYetValid);
+    }
+    let iat = time("iat")?.ok_or_else(|| OidcError::MissingClaim("iat".into()))?;
+    if iat.saturating_sub(leeway) > now {
+        return Err(OidcError::IssuedInFuture);
+    }
+    Ok(())
 }
 
 fn map_jwt_error(error: jsonwebtoken::errors::Error) -> OidcError {
@@ -194,4 +226,67 @@ pub fn is_accepted_algorithm(algorithm: JwtAlgorithm) -> bool {
             | JwtAlgorithm::ES384
             | JwtAlgorithm::EdDSA
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn times_are_checked_against_the_given_clock_with_the_leeway() {
+        let ok = claims(json!({"exp": NOW + 300, "iat": NOW, "nbf": NOW}));
+        assert_eq!(check_times(&ok, NOW), Ok(()));
+        // Within the leeway either side.
+        let skewed = claims(json!({"exp": NOW - 59, "iat": NOW + 59, "nbf": NOW + 59}));
+        assert_eq!(check_times(&skewed, NOW), Ok(()));
+        assert_eq!(
+            check_times(&claims(json!({"exp": NOW - 60, "iat": NOW - 600})), NOW),
+            Err(OidcError::Expired)
+        );
+        assert_eq!(
+            check_times(
+                &claims(json!({"exp": NOW + 600, "iat": NOW, "nbf": NOW + 61})),
+                NOW
+            ),
+            Err(OidcError::NotYetValid)
+        );
+        assert_eq!(
+            check_times(&claims(json!({"exp": NOW + 600, "iat": NOW + 61})), NOW),
+            Err(OidcError::IssuedInFuture)
+        );
+    }
+
+    #[test]
+    fn missing_or_mistyped_times_are_refused() {
+        assert_eq!(
+            check_times(&claims(json!({"iat": NOW})), NOW),
+            Err(OidcError::MissingClaim("exp".into()))
+        );
+        assert_eq!(
+            check_times(&claims(json!({"exp": NOW + 60})), NOW),
+            Err(OidcError::MissingClaim("iat".into()))
+        );
+        assert_eq!(
+            check_times(&claims(json!({"exp": "never", "iat": NOW})), NOW),
+            Err(OidcError::MissingClaim("exp".into()))
+        );
+        // A fractional NumericDate counts by its whole seconds.
+        assert_eq!(
+            check_times(
+                &claims(json!({"exp": (NOW + 30) as f64 + 0.5, "iat": NOW})),
+                NOW
+            ),
+            Ok(())
+        );
+    }
 }

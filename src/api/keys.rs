@@ -10,7 +10,6 @@ use super::extract::{Bearer, JsonBody, OptionalJsonBody};
 use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::config::policy::Role;
-use crate::keys::KeyContext;
 use crate::log::event::Actor;
 use crate::policy;
 use crate::session;
@@ -151,14 +150,6 @@ async fn admin_for(
     })
 }
 
-fn context(state: &AppState) -> KeyContext<'_> {
-    KeyContext {
-        store: &state.store,
-        log: &state.log,
-        clock: state.clock.as_ref(),
-    }
-}
-
 /// Runs a key change to its end even if the request that asked for it is dropped.
 async fn detached<T: Send + 'static>(
     change: impl std::future::Future<Output = T> + Send + 'static,
@@ -185,7 +176,7 @@ pub async fn rotate(
     let version = detached(async move {
         task_state
             .keys
-            .rotate(&task_name, &actor, &reason, &context(&task_state))
+            .rotate(&task_name, &actor, &reason, &task_state.key_context())
             .await
     })
     .await??;
@@ -215,7 +206,13 @@ pub async fn retire(
     let retired = detached(async move {
         task_state
             .keys
-            .retire(&task_name, version, &actor, &reason, &context(&task_state))
+            .retire(
+                &task_name,
+                version,
+                &actor,
+                &reason,
+                &task_state.key_context(),
+            )
             .await
     })
     .await??;
@@ -251,7 +248,7 @@ pub async fn revoke(
                 compromised_since,
                 &actor,
                 &request.reason,
-                &context(&task_state),
+                &task_state.key_context(),
             )
             .await
     })

@@ -2,6 +2,7 @@
 //! threads, on a small pool of logged-in sessions (a `Session` is `Send`, not `Sync`: one thread
 //! at a time). Sessions are re-opened and logged in again when the token drops them.
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -24,6 +25,28 @@ use crate::config::secret::Secret;
 use objects::{
     Lookup, ecdsa_raw_to_der, find, generate, lookup, mechanism, public_key_spki, signing_input,
 };
+
+/// Modules loaded and initialised in this process, by path.
+static MODULES: Mutex<Vec<(PathBuf, Pkcs11)>> = Mutex::new(Vec::new());
+
+/// The module at `path`, loaded and `C_Initialize`d once per process and never finalised:
+/// PKCS#11 allows one initialisation per process, and finalising would end the sessions of
+/// every other backend (or daemon in the same process) on that module.
+pub fn shared_module(path: &Path) -> Result<Pkcs11, String> {
+    let mut modules = MODULES
+        .lock()
+        .map_err(|_| "the PKCS#11 module registry is poisoned".to_string())?;
+    if let Some((_, ctx)) = modules.iter().find(|(p, _)| p == path) {
+        return Ok(ctx.clone());
+    }
+    let ctx = Pkcs11::new(path).map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => return Err(format!("C_Initialize: {e}")),
+    }
+    modules.push((path.to_path_buf(), ctx.clone()));
+    Ok(ctx)
+}
 
 /// A PKCS#11 token used as a signing backend.
 pub struct Pkcs11Backend {
@@ -84,12 +107,7 @@ impl Pkcs11Backend {
         let label = config.token_label.clone();
         let backend = name.to_string();
         let token = tokio::task::spawn_blocking(move || -> Result<Token, String> {
-            let ctx = Pkcs11::new(&module)
-                .map_err(|e| format!("cannot load {}: {e}", module.display()))?;
-            match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-                Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-                Err(e) => return Err(format!("C_Initialize: {e}")),
-            }
+            let ctx = shared_module(&module)?;
             let slots = ctx
                 .get_slots_with_token()
                 .map_err(|e| format!("C_GetSlotList: {e}"))?;

@@ -75,10 +75,10 @@ pub fn run(args: DevArgs) -> Result<(), Failure> {
             .with_context(|| format!("cannot write {}", config_path.display()))
             .map_err(Failure::usage)?;
         let config = Config::from_toml(&config_text, &config_path).map_err(Failure::usage)?;
-        let (state, listener) = super::serve::start(config, true).await?;
+        let (app, listener) = super::serve::start(config, crate::app::Mode::Development).await?;
         let address = listener.local_addr().map_err(Failure::usage)?;
         print_walkthrough(&issuer.url, &format!("http://{address}"), &dir);
-        super::serve::serve_started(state, listener).await
+        super::serve::serve(app, listener).await
     })
 }
 

@@ -9,13 +9,13 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::{Failure, client_failure, runtime};
+use crate::app::{App, Mode};
 use crate::client::Client;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::id_token::TokenSource;
 use crate::jwks::{JwkSet, spki_from_jwk, spki_to_pem};
 use crate::keys::{KeyContext, KeyRing};
-use crate::log::Log;
 use crate::log::event::Actor;
 
 /// `signet keys` subcommands.
@@ -212,30 +212,18 @@ where
         .as_ref()
         .ok_or_else(|| Failure::usage(anyhow!("give --server URL or --config PATH")))?;
     let config = Config::load(path).map_err(Failure::usage)?;
-    let Some(crate::config::store::StoreLocation::Sqlite(db)) = config.store.location() else {
-        return Err(Failure::usage(anyhow!("store.url: unsupported store")));
-    };
-    let store = crate::store::open(&crate::config::store::StoreLocation::Sqlite(db))
+    let app = App::start(config, Arc::new(SystemClock), Mode::BreakGlass)
         .await
-        .context("cannot open the store")
         .map_err(Failure::usage)?;
-    let log = Log::start(Arc::clone(&store), &config.log.origin);
-    let clock = SystemClock;
-    let ring = KeyRing::open(&config, &store, &log, &clock)
+    let state = app.state();
+    let version = local(&state.keys, &state.key_context())
         .await
-        .context("cannot set up keys")
-        .map_err(Failure::usage)?;
-    let context = KeyContext {
-        store: &store,
-        log: &log,
-        clock: &clock as &dyn Clock,
-    };
-    let version = local(&ring, &context).await.map_err(|e| match e {
-        crate::keys::KeyError::Conflict { .. }
-        | crate::keys::KeyError::BadVersion { .. }
-        | crate::keys::KeyError::LogKey(_) => Failure::refused(e),
-        other => Failure::usage(other),
-    })?;
+        .map_err(|e| match e {
+            crate::keys::KeyError::Conflict { .. }
+            | crate::keys::KeyError::BadVersion { .. }
+            | crate::keys::KeyError::LogKey(_) => Failure::refused(e),
+            other => Failure::usage(other),
+        })?;
     println!(
         "{action} (break-glass): key {name} version {} (kid {}) is {}",
         version.version,

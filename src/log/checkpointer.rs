@@ -185,16 +185,16 @@ impl Log {
         })
     }
 
-    /// Checkpoints every `interval` while entries arrive.
-    pub fn spawn_checkpointer(
+    /// Checkpoints every `interval` while entries arrive; runs until its task is aborted.
+    pub fn run_checkpointer(
         &self,
         signer: Arc<dyn CheckpointSigner>,
         anchor: Arc<dyn Anchor>,
         clock: Arc<dyn Clock>,
         interval: Duration,
-    ) {
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let log = self.clone();
-        tokio::spawn(async move {
+        async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut reported = false;
@@ -214,6 +214,6 @@ impl Log {
                     Err(e) => tracing::warn!(error = %e, "could not make a checkpoint"),
                 }
             }
-        });
+        }
     }
 }

@@ -2,8 +2,11 @@
 //! fetched and cached, refetched when stale or on an unknown `kid`, but on an unknown `kid` no
 //! more often than the cooldown, so made-up kids cannot make signet hammer the issuer.
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Clock;
 
 use jsonwebtoken::Algorithm as JwtAlgorithm;
 use jsonwebtoken::DecodingKey;
@@ -44,8 +47,10 @@ pub struct IssuerKey {
 #[derive(Default)]
 struct Cache {
     keys: HashMap<String, IssuerKey>,
-    fetched_at: Option<Instant>,
-    last_attempt: Option<(Instant, Result<(), OidcError>)>,
+    /// Clock milliseconds of the last successful fetch.
+    fetched_at: Option<i64>,
+    /// Clock milliseconds and outcome of the last fetch.
+    last_attempt: Option<(i64, Result<(), OidcError>)>,
 }
 
 /// One issuer's configuration and key cache.
@@ -53,6 +58,7 @@ pub struct IssuerKeys {
     config: IssuerConfig,
     http: reqwest::Client,
     allow_development: bool,
+    clock: Arc<dyn Clock>,
     cache: RwLock<Cache>,
     /// Serializes fetches so that concurrent misses make one request.
     fetch_lock: tokio::sync::Mutex<()>,
@@ -70,11 +76,17 @@ impl std::fmt::Debug for IssuerKeys {
 
 impl IssuerKeys {
     /// A cache for `config`, empty until the first token arrives.
-    pub fn new(config: IssuerConfig, http: reqwest::Client, allow_development: bool) -> Self {
+    pub fn new(
+        config: IssuerConfig,
+        http: reqwest::Client,
+        allow_development: bool,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         IssuerKeys {
             config,
             http,
             allow_development,
+            clock,
             cache: RwLock::new(Cache::default()),
             fetch_lock: tokio::sync::Mutex::new(()),
             fetches: std::sync::atomic::AtomicU64::new(0),
@@ -96,9 +108,11 @@ impl IssuerKeys {
     fn cached(&self, kid: &str) -> (Option<IssuerKey>, bool, Option<Result<(), OidcError>>) {
         let max_age = self.config.jwks_max_age.get();
         let cooldown = self.config.jwks_refetch_cooldown.get();
+        let now = self.clock.now_unix_millis();
+        let within = |at: i64, limit: Duration| elapsed_since(at, now) < limit;
         match self.cache.read() {
             Ok(cache) => {
-                let fresh = cache.fetched_at.is_some_and(|t| t.elapsed() < max_age);
+                let fresh = cache.fetched_at.is_some_and(|t| within(t, max_age));
                 let recent = cache
                     .last_attempt
                     .as_ref()
@@ -109,7 +123,7 @@ impl IssuerKeys {
                         } else {
                             cooldown.min(FAILED_FETCH_RETRY)
                         };
-                        t.elapsed() < wait
+                        within(*t, wait)
                     })
                     .map(|(_, outcome)| outcome.clone());
                 (cache.keys.get(kid).cloned(), fresh, recent)
@@ -121,9 +135,12 @@ impl IssuerKeys {
     /// Whether the JWKS was fetched less than `jwks_max_age` + `extra` ago.
     fn fetched_within(&self, extra: Duration) -> bool {
         let limit = self.config.jwks_max_age.get().saturating_add(extra);
-        self.cache
-            .read()
-            .is_ok_and(|cache| cache.fetched_at.is_some_and(|t| t.elapsed() < limit))
+        let now = self.clock.now_unix_millis();
+        self.cache.read().is_ok_and(|cache| {
+            cache
+                .fetched_at
+                .is_some_and(|t| elapsed_since(t, now) < limit)
+        })
     }
 
     /// The key with this `kid`, fetching the JWKS when the cache is stale or lacks it, but not
@@ -155,7 +172,7 @@ impl IssuerKeys {
             (None, _, Some(Ok(()))) => Err(OidcError::UnknownKey),
             (stale, _, None) => {
                 let outcome = self.fetch().await;
-                let now = Instant::now();
+                let now = self.clock.now_unix_millis();
                 let Ok(mut cache) = self.cache.write() else {
                     return Err(OidcError::UnknownKey);
                 };
@@ -249,6 +266,11 @@ impl IssuerKeys {
             reason,
         }
     }
+}
+
+/// Time from `at` to `now` (clock milliseconds); zero if the clock went back.
+fn elapsed_since(at: i64, now: i64) -> Duration {
+    Duration::from_millis(u64::try_from(now.saturating_sub(at)).unwrap_or(0))
 }
 
 fn without_url(error: &reqwest::Error) -> String {

@@ -68,6 +68,38 @@ impl Harness {
         }
     }
 
+    /// The default setup with the daemon built in this process on a manual clock, adjusted by
+    /// `tweak`: tests of expiry, grace periods and schedules advance [`Harness::clock`].
+    pub async fn in_process_with(tweak: impl FnOnce(&mut DaemonConfig)) -> Harness {
+        let clock = signet::clock::ManualClock::starting_now();
+        Harness::in_process_on(clock, tweak).await
+    }
+
+    /// As [`Harness::in_process_with`], on a clock set by the test.
+    pub async fn in_process_on(
+        clock: signet::clock::ManualClock,
+        tweak: impl FnOnce(&mut DaemonConfig),
+    ) -> Harness {
+        let hsm = SoftHsm::in_process();
+        let issuer = TestIssuer::start().await;
+        let clock = std::sync::Arc::new(clock);
+        issuer.follow_clock(clock.clone());
+        let mut config = DaemonConfig::new(&hsm, &issuer.url);
+        tweak(&mut config);
+        let daemon = Daemon::start_in_process(&hsm, &config, clock).await;
+        Harness {
+            hsm,
+            issuer,
+            daemon,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The in-process daemon's clock.
+    pub fn clock(&self) -> &signet::clock::ManualClock {
+        self.daemon.clock()
+    }
+
     /// Stops the daemon with SIGTERM (it must exit cleanly), runs `while_stopped` on the token
     /// folder (where the database is), and starts it again on the same config.
     pub async fn restart(self, while_stopped: impl FnOnce(&std::path::Path)) -> Harness {
@@ -77,6 +109,17 @@ impl Harness {
             daemon,
             http,
         } = self;
+        if daemon.is_in_process() {
+            let (config_path, clock) = daemon.stop_in_process().await;
+            while_stopped(hsm.dir.path());
+            let daemon = Daemon::start_in_process_on(config_path, clock).await;
+            return Harness {
+                hsm,
+                issuer,
+                daemon,
+                http,
+            };
+        }
         let config_path = daemon.config_path.clone();
         assert!(daemon.stop().await.success(), "clean exit on SIGTERM");
         while_stopped(hsm.dir.path());

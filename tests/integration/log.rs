@@ -565,8 +565,24 @@ async fn an_edited_node_is_caught_by_consistency_with_an_earlier_checkpoint() {
     )
     .await;
     let _ = sign_some(&h, 2).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    // The daemon refuses to sign a checkpoint that does not extend the last one...
+    // The daemon refuses to sign a checkpoint that does not extend the last one: readiness
+    // fails on the log...
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let body = loop {
+        let ready = h
+            .http
+            .get(h.daemon.url("/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        if ready.status().as_u16() == 503 {
+            break ready.json::<Value>().await.expect("json");
+        }
+        assert!(std::time::Instant::now() < deadline, "still ready");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(body["failing"][0]["component"], "log", "{body}");
+    // ...no checkpoint covers the new entries...
     let latest = checkpoint_note(&h).await;
     assert!(
         latest.starts_with(&format!("signet.test/log\n{size}\n")),
@@ -576,15 +592,6 @@ async fn an_edited_node_is_caught_by_consistency_with_an_earlier_checkpoint() {
         h.daemon.logs().contains("inconsistent"),
         "the refusal is logged"
     );
-    let ready = h
-        .http
-        .get(h.daemon.url("/readyz"))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status().as_u16(), 503);
-    let body: Value = ready.json().await.expect("json");
-    assert_eq!(body["failing"][0]["component"], "log", "{body}");
     // ...and the proofs it now serves do not verify against the remembered checkpoint.
     // Entry 4's proof in the tree of 6 uses the subtree of leaves 0..4.
     let (code, stdout, stderr) = signet_log(&[

@@ -100,10 +100,12 @@ async fn bad_session_requests_are_400() {
 
 #[tokio::test]
 async fn an_expired_session_is_401_session_expired() {
-    let h = Harness::start().await;
-    let session = h.session_with(Some(json!({"ttl_seconds": 1}))).await;
-    // The session lives one second; wait it out.
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let h = Harness::in_process_with(|_| {}).await;
+    let session = h.session_with(Some(json!({"ttl_seconds": 60}))).await;
+    h.clock().advance(std::time::Duration::from_secs(59));
+    let response = h.sign(&session, sign_body(b"in time")).await;
+    assert_eq!(response.status().as_u16(), 200, "alive until its expiry");
+    h.clock().advance(std::time::Duration::from_secs(1));
     let response = h.sign(&session, sign_body(b"late")).await;
     assert_eq!(problem(response).await, (401, "session_expired".into()));
 }

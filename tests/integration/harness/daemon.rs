@@ -4,6 +4,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use signet::app::{App, AppState, Mode};
+use signet::clock::{Clock, ManualClock};
+
 use super::softhsm::{self, SoftHsm};
 
 /// How long a daemon may take to start before the test fails.
@@ -37,6 +42,9 @@ pub struct DaemonConfig {
     pub extra: String,
     /// Environment variables for the daemon (backend credentials).
     pub env: Vec<(String, String)>,
+    /// The SoftHSM token's label and the line giving its PIN.
+    pub token_label: String,
+    pub pin_line: String,
 }
 
 impl DaemonConfig {
@@ -70,6 +78,8 @@ impl DaemonConfig {
             request_timeout: "30s".into(),
             extra: String::new(),
             env: Vec::new(),
+            token_label: hsm.label.clone(),
+            pin_line: hsm.pin_line(),
         }
     }
 
@@ -135,7 +145,7 @@ jwks_max_age = "{max_age}"
 type = "pkcs11"
 module = "{module}"
 token_label = "{label}"
-pin_env = "SIGNET_TEST_HSM_PIN"
+{pin_line}
 timeout = "20s"
 
 [[policies]]
@@ -152,7 +162,8 @@ max_signatures = {max_signatures}
             cooldown = self.refetch_cooldown,
             max_age = self.jwks_max_age,
             module = softhsm::MODULE,
-            label = softhsm::LABEL,
+            label = self.token_label,
+            pin_line = self.pin_line,
             claims = self.policy_claims,
             keys = serde_json::to_string(&self.policy_keys).expect("keys"),
             max_ttl = self.max_ttl,
@@ -178,7 +189,17 @@ pub struct Daemon {
     pub base_url: String,
     pub config_path: PathBuf,
     pub stderr_path: PathBuf,
-    child: Child,
+    child: Option<Child>,
+    /// Set for a daemon started in the test process.
+    in_process: Option<InProcess>,
+}
+
+/// A daemon built with `App::start` in the test process, on a clock the test moves.
+struct InProcess {
+    clock: Arc<ManualClock>,
+    state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -247,7 +268,8 @@ impl Daemon {
                     base_url: url,
                     config_path,
                     stderr_path,
-                    child,
+                    child: Some(child),
+                    in_process: None,
                 });
             }
             if let Ok(Some(_)) = child.try_wait() {
@@ -264,12 +286,106 @@ impl Daemon {
         }
     }
 
+    /// Builds the daemon in this process with `App::start` on `clock` and serves it on a free
+    /// loopback port: time-dependent tests advance the clock instead of sleeping. Its logs go
+    /// to the test's output, not to [`Daemon::logs`].
+    pub async fn start_in_process(
+        hsm: &SoftHsm,
+        config: &DaemonConfig,
+        clock: Arc<ManualClock>,
+    ) -> Daemon {
+        let config_path = hsm.dir.path().join("signet.toml");
+        std::fs::write(&config_path, config.render()).expect("write config");
+        Daemon::start_in_process_on(config_path, clock).await
+    }
+
+    /// Starts an in-process daemon on an existing config file.
+    pub async fn start_in_process_on(config_path: PathBuf, clock: Arc<ManualClock>) -> Daemon {
+        let text = std::fs::read_to_string(&config_path).expect("read config");
+        let parsed = signet::config::Config::from_toml(&text, &config_path)
+            .unwrap_or_else(|e| panic!("config: {e}"));
+        let app = App::start(parsed, Arc::clone(&clock) as Arc<dyn Clock>, Mode::Serve)
+            .await
+            .unwrap_or_else(|e| panic!("the daemon did not start: {e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base_url = format!("http://{}", listener.local_addr().expect("address"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = app.router();
+        let state = app.state().clone();
+        let served = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            let _ = signet::api::serve(listener, router, shutdown, Duration::from_secs(5)).await;
+            app.shutdown().await;
+        });
+        Daemon {
+            base_url,
+            stderr_path: config_path.with_extension("stderr.log"),
+            config_path,
+            child: None,
+            in_process: Some(InProcess {
+                clock,
+                state,
+                stop: Some(stop),
+                served: Some(served),
+            }),
+        }
+    }
+
+    /// Stops an in-process daemon (its server and tasks); returns its config and clock to start
+    /// it again with [`Daemon::start_in_process_on`].
+    pub async fn stop_in_process(mut self) -> (PathBuf, Arc<ManualClock>) {
+        let mut running = self.in_process.take().expect("an in-process daemon");
+        if let Some(stop) = running.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = running.served.take() {
+            served.await.expect("the in-process daemon stopped cleanly");
+        }
+        (self.config_path.clone(), Arc::clone(&running.clock))
+    }
+
+    /// The state of an in-process daemon, for what no endpoint shows (its sessions).
+    pub fn state(&self) -> &AppState {
+        &self
+            .in_process
+            .as_ref()
+            .expect("only an in-process daemon shares its state")
+            .state
+    }
+
+    /// Whether the daemon runs in the test process.
+    pub fn is_in_process(&self) -> bool {
+        self.in_process.is_some()
+    }
+
+    /// The clock of an in-process daemon.
+    pub fn clock(&self) -> &ManualClock {
+        &self
+            .in_process
+            .as_ref()
+            .expect("only an in-process daemon runs on a manual clock")
+            .clock
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
 
+    fn child(&mut self) -> &mut Child {
+        self.child
+            .as_mut()
+            .expect("an in-process daemon has no process to signal")
+    }
+
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child
+            .as_ref()
+            .expect("an in-process daemon has no process id")
+            .id()
     }
 
     /// Sends SIGTERM.
@@ -284,11 +400,11 @@ impl Daemon {
         self.terminate();
         let started = Instant::now();
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.child().try_wait() {
                 return status;
             }
             if started.elapsed() > Duration::from_secs(30) {
-                let _ = self.child.kill();
+                let _ = self.child().kill();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -299,20 +415,29 @@ impl Daemon {
         let _ = Command::new("kill")
             .args(["-KILL", &self.pid().to_string()])
             .status();
-        let _ = self.child.wait();
+        let _ = self.child().wait();
     }
 
     /// Everything the daemon logged so far.
     pub fn logs(&self) -> String {
+        assert!(
+            self.in_process.is_none(),
+            "an in-process daemon logs to the test's output"
+        );
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        if let Some(stop) = self.in_process.as_mut().and_then(|d| d.stop.take()) {
+            let _ = stop.send(());
+        }
+        if let Some(child) = self.child.as_mut()
+            && let Ok(None) = child.try_wait()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

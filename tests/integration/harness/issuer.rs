@@ -22,7 +22,11 @@ struct Shared {
     jwks_fetches: AtomicU64,
     down: AtomicBool,
     hung: AtomicBool,
+    /// Discovery requests held by `hung` so far.
+    held: AtomicU64,
     development_only: AtomicBool,
+    /// The clock token times are taken from, when the daemon runs on a manual one.
+    clock: std::sync::OnceLock<Arc<dyn signet::clock::Clock>>,
 }
 
 /// The running issuer.
@@ -67,7 +71,9 @@ impl TestIssuer {
             jwks_fetches: AtomicU64::new(0),
             down: AtomicBool::new(false),
             hung: AtomicBool::new(false),
+            held: AtomicU64::new(0),
             development_only: AtomicBool::new(false),
+            clock: std::sync::OnceLock::new(),
         });
         let router = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -94,6 +100,18 @@ impl TestIssuer {
         self.shared.hung.store(hung, Ordering::SeqCst);
     }
 
+    /// Waits until a discovery request is being held by `set_hung`.
+    pub async fn hung_request_arrived(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.shared.held.load(Ordering::SeqCst) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no request reached the hung issuer"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Makes discovery announce a development-only issuer, like `signet dev`'s.
     pub fn set_development_only(&self, yes: bool) {
         self.shared.development_only.store(yes, Ordering::SeqCst);
@@ -115,9 +133,22 @@ impl TestIssuer {
         jwk_of(key, kid)
     }
 
+    /// Takes token times from `clock` from now on (the in-process daemon's).
+    pub fn follow_clock(&self, clock: Arc<dyn signet::clock::Clock>) {
+        let _ = self.shared.clock.set(clock);
+    }
+
+    /// Now, on the clock tokens are minted by.
+    pub fn now(&self) -> u64 {
+        match self.shared.clock.get() {
+            Some(clock) => u64::try_from(clock.now_unix()).expect("time after 1970"),
+            None => now(),
+        }
+    }
+
     /// Claims of a GitHub Actions job on acme/models, main branch, valid for five minutes.
     pub fn default_claims(&self) -> Value {
-        let now = now();
+        let now = self.now();
         json!({
             "iss": self.url,
             "aud": AUDIENCE,
@@ -180,6 +211,7 @@ impl TestIssuer {
 
 async fn discovery(State(shared): State<Arc<Shared>>) -> Response {
     if shared.hung.load(Ordering::SeqCst) {
+        shared.held.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(std::time::Duration::from_secs(60)).await;
     }
     if shared.down.load(Ordering::SeqCst) {
