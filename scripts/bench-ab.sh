@@ -26,8 +26,8 @@ wait_for() { for _ in $(seq 300); do curl -sf -o /dev/null "$1" && return 0; sle
 for round in $(seq "$rounds"); do
   for which in base new; do
     port=$(free_port); issuer_port=$(free_port)
-    "$work/signet-$which" dev --dir "$work/dev-$which-$round" --listen 127.0.0.1:$port \
-      --issuer-listen 127.0.0.1:$issuer_port > "$work/dev-$which-$round.log" 2>&1 &
+    "$work/signet-$which" dev --dir "$work/dev-$which-$round" --listen "127.0.0.1:$port" \
+      --issuer-listen "127.0.0.1:$issuer_port" > "$work/dev-$which-$round.log" 2>&1 &
     pid=$!
     wait_for "http://127.0.0.1:$port/readyz"
     curl -sf -X POST "http://127.0.0.1:$issuer_port/token" > "$work/token"

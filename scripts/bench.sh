@@ -40,6 +40,7 @@ measure() {
 write_section() {
   local name=$1 body=$2
   mkdir -p docs
+  # shellcheck disable=SC2016 # the backquotes are Markdown
   [ -f "$doc" ] || printf '# Benchmarks\n\nWritten by `scripts/bench.sh`; every figure is from one run on one machine.\n' > "$doc"
   $python3 - "$doc" "$name" "$body" <<'PY'
 import re, sys
@@ -62,7 +63,9 @@ bench_hash() {
   mkdir -p "$dir/model"
   for i in 1 2 3 4; do
     f="$dir/model/model-0000$i-of-00004.safetensors"
-    [ -f "$f" ] && [ "$(stat -c %s "$f")" = 536870912 ] || head -c 512M /dev/urandom > "$f"
+    if ! [ -f "$f" ] || [ "$(stat -c %s "$f")" != 536870912 ]; then
+      head -c 512M /dev/urandom > "$f"
+    fi
   done
   [ -f "$dir/key.pem" ] || openssl ecparam -name prime256v1 -genkey -noout -out "$dir/key.pem" 2>/dev/null
   files=("$dir"/model/*.safetensors)
@@ -152,7 +155,7 @@ bench_sign() {
   pkcs11-tool --module $module --token-label bench --login --pin 1234 --keypairgen \
     --key-type rsa:2048 --label bench-ps256 --id 02 > /dev/null
   for alg in ES256 PS256; do
-    label=bench-$(echo $alg | tr 'A-Z' 'a-z')
+    label=bench-$(echo "$alg" | tr '[:upper:]' '[:lower:]')
     for threads in 1 2; do
       echo "{\"target\":\"raw-$alg\",\"report\":$("$signet" bench pkcs11 --module $module \
         --token-label bench --pin-env BENCH_PIN --key-label "$label" --algorithm $alg \
@@ -165,7 +168,7 @@ bench_sign() {
   local bao_port
   bao_port=$(free_port)
   target/openbao-venv/bin/bao server -dev -dev-root-token-id=root -dev-no-store-token \
-    -dev-listen-address=127.0.0.1:$bao_port > "$work/bao.log" 2>&1 &
+    -dev-listen-address="127.0.0.1:$bao_port" > "$work/bao.log" 2>&1 &
   local bao_pid=$!
   wait_for "http://127.0.0.1:$bao_port/v1/sys/health"
   curl -sf -X POST -H 'X-Vault-Token: root' -d '{"type":"transit"}' "http://127.0.0.1:$bao_port/v1/sys/mounts/transit"
@@ -179,20 +182,20 @@ bench_sign() {
   echo "== signet (signet dev: SoftHSM, durable log)" >&2
   local port issuer_port
   port=$(free_port); issuer_port=$(free_port)
-  "$signet" dev --dir "$work/dev" --listen 127.0.0.1:$port --issuer-listen 127.0.0.1:$issuer_port \
+  "$signet" dev --dir "$work/dev" --listen "127.0.0.1:$port" --issuer-listen "127.0.0.1:$issuer_port" \
     > "$work/dev.log" 2>&1 &
   local dev_pid=$!
   wait_for "http://127.0.0.1:$port/readyz" 60
   curl -sf -X POST "http://127.0.0.1:$issuer_port/token" > "$work/token"
   local server=http://127.0.0.1:$port
   for c in 1 8 64; do
-    echo "{\"target\":\"signet\",\"report\":$("$signet" bench signet --server $server \
+    echo "{\"target\":\"signet\",\"report\":$("$signet" bench signet --server "$server" \
       --token-file "$work/token" --sessions 256 -c $c -d "$duration" --json)}" >> "$results"
   done
   # The HTTP round trip alone, same client and server: what bounds latency at c = 1.
-  echo "{\"target\":\"http-floor\",\"report\":$("$signet" bench http --url $server/healthz \
+  echo "{\"target\":\"http-floor\",\"report\":$("$signet" bench http --url "$server/healthz" \
     -c 1 -d "$duration" --json)}" >> "$results"
-  echo "{\"target\":\"signet-batch100\",\"report\":$("$signet" bench signet --server $server \
+  echo "{\"target\":\"signet-batch100\",\"report\":$("$signet" bench signet --server "$server" \
     --token-file "$work/token" --sessions 256 --batch 100 -c 4 -d "$duration" --json)}" >> "$results"
   local rss_kb
   rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$dev_pid/status)
@@ -208,13 +211,13 @@ bench_sign() {
     echo "== signet without the log ($mode)" >&2
     port=$(free_port); issuer_port=$(free_port)
     SIGNET_BENCH_UNLOGGED=$mode target/release/signet-bench-unlogged dev --dir "$work/dev-$mode" \
-      --listen 127.0.0.1:$port --issuer-listen 127.0.0.1:$issuer_port > "$work/dev-$mode.log" 2>&1 &
+      --listen "127.0.0.1:$port" --issuer-listen "127.0.0.1:$issuer_port" > "$work/dev-$mode.log" 2>&1 &
     dev_pid=$!
     wait_for "http://127.0.0.1:$port/readyz" 60
     curl -sf -X POST "http://127.0.0.1:$issuer_port/token" > "$work/token"
     for c in 1 8; do
       echo "{\"target\":\"signet-unlogged-$mode\",\"report\":$("$signet" bench signet \
-        --server http://127.0.0.1:$port --token-file "$work/token" --sessions 256 -c $c -d "$duration" --json)}" >> "$results"
+        --server "http://127.0.0.1:$port" --token-file "$work/token" --sessions 256 -c $c -d "$duration" --json)}" >> "$results"
     done
     kill $dev_pid; wait $dev_pid 2>/dev/null || true
   done

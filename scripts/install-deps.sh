@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks for signet's tests and `signet dev`, pinned:
-# SoftHSM (the PKCS#11 token), OpenSC's pkcs11-tool (provisioning in tests) and OpenSSL (the
-# independent verifier). Idempotent: packages already at the pinned version are left alone.
+# SoftHSM (the PKCS#11 token), OpenSC's pkcs11-tool (provisioning in tests), OpenSSL (the
+# independent verifier) and ShellCheck (the scripts' lint). Idempotent: packages already at the
+# pinned version are left alone.
 set -euo pipefail
 
-# Debian bookworm versions these were tested with.
+# The upstream versions these were tested with (Debian bookworm); any Debian revision of them
+# is taken, so a point release's security update does not break the install.
 PINS=(
-  "softhsm2=2.6.1-2.1"
-  "opensc=0.23.0-0.3+deb12u2"
+  "softhsm2=2.6.*"
+  "opensc=0.23.*"
   "openssl=3.0.*"
   "curl=7.88.*"
+  "shellcheck=0.9.*"
 )
 
 SUDO=""
@@ -43,6 +46,6 @@ for pin in "${missing[@]}"; do
   fi
 done
 
-for tool in softhsm2-util pkcs11-tool openssl curl; do
+for tool in softhsm2-util pkcs11-tool openssl curl shellcheck; do
   command -v "$tool" >/dev/null || { echo "install-deps: $tool is still missing" >&2; exit 1; }
 done

@@ -22,13 +22,29 @@ if [ "$(printf '%s\n%s\n' "$required" "$have" | sort -V | head -1)" != "$require
   exit 2
 fi
 
-echo "== cargo fmt --check" >&2
+echo "== cargo fmt --check, shellcheck" >&2
 cargo fmt --all -- --check
+shellcheck scripts/*.sh .ci/run
 
 echo "== cargo clippy -D warnings" >&2
 cargo clippy --locked --workspace --all-targets -- -D warnings
-# The benchmark's build without the log (scripts/bench.sh) must not rot either.
+# The benchmark's build without the log (scripts/bench.sh) must not rot either, nor a build
+# with any one cloud backend alone.
 cargo clippy --locked --no-default-features --features bench-unlogged -- -D warnings
+for backend in vault aws gcp; do
+  cargo clippy --locked --no-default-features --features "$backend" -- -D warnings
+done
+
+echo "== cargo doc -D warnings" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --quiet
+
+# Licenses, banned crates and where crates come from (deny.toml). The advisory database needs
+# the internet, so `cargo deny check advisories` belongs to a connected CI job.
+echo "== cargo deny check licenses bans sources" >&2
+tools="$(scripts/install-tools.sh)"
+"$tools/cargo-deny" --log-level error check licenses bans sources
 
 echo "== cargo test" >&2
+# In-process tests keep their SoftHSM tokens here (.cargo/config.toml); start from none.
+rm -rf target/softhsm-in-process
 cargo test --locked --workspace --all-targets

@@ -1,5 +1,7 @@
 //! The `signet` command line. `anyhow` is used here, at the binary's edge, and errors become exit
 //! codes: 0 success, 1 verification failed or the server refused, 2 usage, configuration or I/O.
+// Doc comments on arguments are clap's `--help` text, plain text for a terminal, not Markdown.
+#![allow(rustdoc::bare_urls, rustdoc::invalid_html_tags)]
 pub mod bench;
 pub mod dev;
 pub mod keys;

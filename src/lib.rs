@@ -1,9 +1,11 @@
 //! signet: a signing daemon for ML model provenance.
 //!
-//! The daemon holds no private keys. Keys live in backends (PKCS#11 HSMs today; cloud KMSs and Vault
-//! Transit next); callers authenticate with OIDC ID tokens, policies map their claims to keys, and
-//! they get short-lived signing sessions. Module map:
+//! The daemon holds no private keys. Keys live in backends (PKCS#11 HSMs, AWS KMS, Cloud KMS,
+//! Vault Transit); callers authenticate with OIDC ID tokens, policies map their claims to keys,
+//! and they get short-lived signing sessions. Module map:
 //!
+//! - [`app`]: the daemon built in one place (`App::start`) and the state requests share.
+//! - [`clock`]: injected time; a manual clock for in-process tests.
 //! - [`config`]: TOML configuration, validated at start-up with every error listed.
 //! - [`oidc`]: ID token verification against each issuer's discovered JWKS.
 //! - [`policy`]: claims to a decision (which keys, TTL, quota); deny by default.
