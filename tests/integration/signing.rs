@@ -218,37 +218,6 @@ async fn refused_requests_spend_no_quota() {
     assert_eq!(h.sign(&session, good).await.status().as_u16(), 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_in_flight_requests_finish() {
-    let h = Harness::start_with(|c| {
-        c.add_key("slow", "RS256");
-        c.max_signatures = 5000;
-    })
-    .await;
-    let session = h.session_with(Some(json!({"keys": ["slow"]}))).await;
-    // A thousand RSA signatures keep the request busy long enough to send SIGTERM under it.
-    let digests: Vec<String> = (0..1000u32)
-        .map(|i| sha256_digest(&i.to_be_bytes()))
-        .collect();
-    let request = h
-        .http
-        .post(h.daemon.url("/v1/sign"))
-        .bearer_auth(&session)
-        .json(&json!({"key": "slow", "digests": digests}));
-    let in_flight = tokio::spawn(request.send());
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    h.daemon.terminate();
-    let response = in_flight
-        .await
-        .expect("task")
-        .expect("response despite SIGTERM");
-    assert_eq!(response.status().as_u16(), 200);
-    let body: Value = response.json().await.expect("json");
-    assert_eq!(body["signatures"].as_array().map(Vec::len), Some(1000));
-    let Harness { daemon, .. } = h;
-    assert!(daemon.stop().await.success());
-}
-
 #[tokio::test]
 async fn a_request_over_the_timeout_gets_503() {
     let h = Harness::start_with(|c| {

@@ -123,3 +123,32 @@ async fn gcp_public_key_with_a_bad_crc_is_refused() {
 async fn gcp_rotation() {
     conformance::rotation(Gcp::start().await).await;
 }
+
+/// SIGTERM lets a request already at the backend finish: the fake holds the sign call, so the
+/// signal is sent while the request is known to be in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let backend = Gcp::start().await;
+    let h = conformance::daemon_for(&backend).await;
+    let session = h.session().await;
+    backend.fake.hold_signs();
+    let in_flight = {
+        let http = h.http.clone();
+        let url = h.daemon.url("/v1/sign");
+        let body = serde_json::json!({
+            "key": conformance::key_name("ES256"),
+            "digest": crate::harness::sha256_digest(b"in flight"),
+        });
+        tokio::spawn(async move { http.post(url).bearer_auth(session).json(&body).send().await })
+    };
+    backend.fake.sign_held().await;
+    h.daemon.terminate();
+    backend.fake.release_signs();
+    let response = in_flight
+        .await
+        .expect("task")
+        .expect("response despite SIGTERM");
+    assert_eq!(response.status().as_u16(), 200);
+    let crate::harness::Harness { daemon, .. } = h;
+    assert!(daemon.stop().await.success(), "clean exit");
+}

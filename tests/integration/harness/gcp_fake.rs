@@ -59,6 +59,9 @@ struct Shared {
     keys: Mutex<HashMap<String, CryptoKey>>,
     corruption: AtomicU8,
     sign_calls: AtomicU64,
+    /// While true, sign calls wait (counted in `held`) until released.
+    holding: tokio::sync::watch::Sender<bool>,
+    held: AtomicU64,
 }
 
 /// The running fake; `url` stays the same across `stop` and `restart`.
@@ -178,6 +181,8 @@ impl GcpFake {
             keys: Mutex::new(HashMap::new()),
             corruption: AtomicU8::new(Corruption::None as u8),
             sign_calls: AtomicU64::new(0),
+            holding: tokio::sync::watch::Sender::new(false),
+            held: AtomicU64::new(0),
         });
         let app = axum::Router::new()
             .fallback(handle)
@@ -199,6 +204,25 @@ impl GcpFake {
     /// Listens on the same port again.
     pub async fn restart(&mut self) {
         self.server.restart().await;
+    }
+
+    /// Makes sign calls wait until `release`: a request is then known to be in flight.
+    pub fn hold_signs(&self) {
+        self.shared.holding.send_replace(true);
+    }
+
+    /// Waits until a sign call is being held.
+    pub async fn sign_held(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.shared.held.load(Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "no sign call arrived");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Lets held sign calls (and later ones) through.
+    pub fn release_signs(&self) {
+        self.shared.holding.send_replace(false);
     }
 
     pub fn set_corruption(&self, corruption: Corruption) {
@@ -269,6 +293,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         return error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such method");
     };
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if resource.ends_with(":asymmetricSign") && *shared.holding.borrow() {
+        shared.held.fetch_add(1, Ordering::SeqCst);
+        let mut holding = shared.holding.subscribe();
+        let _ = holding.wait_for(|on| !*on).await;
+    }
     let mut keys = shared.keys.lock().expect("keys");
 
     // POST …/cryptoKeyVersions/N:asymmetricSign
