@@ -1,7 +1,8 @@
 //! The daemon, built in one place: [`App::start`] opens the store, connects the backends, loads
 //! the keys, checks the log against its anchor, and runs the background tasks in one `JoinSet`
 //! that [`App::shutdown`] ends. `signet serve`, `signet dev`, break-glass key changes and the
-//! in-process tests all start it here; [`AppState`] is what a request sees.
+//! in-process tests all start it here; [`AppState`] is what a request sees, and
+//! `api::router(state)` serves it.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +11,9 @@ use tokio::task::JoinSet;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::config::store::StoreLocation;
-use crate::keys::{KeyContext, KeyError, KeyRing};
+use crate::keys::{KeyContext, KeyError, KeyRing, StartupRecovery};
 use crate::log::anchor::{Anchor, FileAnchor};
+use crate::log::recorder::{Logged, SignatureRecorder};
 use crate::log::{CheckpointSigner, Log, LogError};
 use crate::oidc::{OidcError, Verifier};
 use crate::session::SessionCache;
@@ -79,6 +81,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Immutable session facts, to spare the signing path a store read.
     pub sessions: Arc<SessionCache>,
+    /// How signatures reach the log (always the log outside benchmark builds).
+    pub recorder: Arc<dyn SignatureRecorder>,
 }
 
 impl AppState {
@@ -119,7 +123,11 @@ impl App {
             .await
             .map_err(StartError::Store)?;
         let log = Log::start(Arc::clone(&store), &config.log.origin);
-        let keys = KeyRing::open(&config, &store, &log, clock.as_ref())
+        let recovery = match mode {
+            Mode::BreakGlass => StartupRecovery::LeftOver,
+            Mode::Serve | Mode::Development => StartupRecovery::Interrupted,
+        };
+        let keys = KeyRing::open(&config, &store, &log, clock.as_ref(), recovery)
             .await
             .map_err(StartError::Keys)?;
         let keys = Arc::new(keys);
@@ -143,6 +151,7 @@ impl App {
             log,
             clock,
             sessions: Arc::new(SessionCache::new(SESSION_CACHE_CAPACITY)),
+            recorder: recorder(),
         };
         let mut tasks = JoinSet::new();
         if mode != Mode::BreakGlass {
@@ -164,17 +173,25 @@ impl App {
         &self.state
     }
 
-    /// The HTTP API over this daemon.
-    pub fn router(&self) -> axum::Router {
-        crate::api::router(self.state.clone())
-    }
-
     /// Ends the background tasks and waits for them. A task stopped mid-checkpoint leaves the
     /// anchor as it was: it is replaced atomically.
     pub async fn shutdown(mut self) {
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+/// The log, unless a benchmark build was started with `SIGNET_BENCH_UNLOGGED`.
+fn recorder() -> Arc<dyn SignatureRecorder> {
+    #[cfg(feature = "bench-unlogged")]
+    if let Some(unlogged) = crate::log::recorder::unlogged::Unlogged::from_env() {
+        tracing::warn!(
+            ?unlogged,
+            "SIGNET_BENCH_UNLOGGED is set: signatures are NOT logged (benchmark build only)"
+        );
+        return Arc::new(unlogged);
+    }
+    Arc::new(Logged)
 }
 
 /// Signs a checkpoint at start-up. A stored log that does not extend what was signed before

@@ -119,9 +119,6 @@ pub trait SigningBackend: Send + Sync + std::fmt::Debug {
     /// The backend's name from the config.
     fn name(&self) -> &str;
 
-    /// The backend's `type` (`pkcs11`, ...).
-    fn kind(&self) -> &'static str;
-
     /// Finds the key named by `spec.backend_key`; when it is missing, asks the backend to create
     /// it (non-extractable, sign-only). Checks that the key fits `spec.algorithm`.
     async fn find_or_create(&self, spec: &KeySpec) -> Result<BackendKey, BackendError>;

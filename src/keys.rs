@@ -177,6 +177,16 @@ pub struct KeyRing {
     published: RwLock<Arc<PublishedJwks>>,
 }
 
+/// Which rotations left pending in the store a process takes over when it opens the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupRecovery {
+    /// Every one: the daemon starting, before it rotates anything itself.
+    Interrupted,
+    /// Only those older than any backend deadline: a break-glass command beside a running
+    /// daemon, whose rotation in progress must not be taken over.
+    LeftOver,
+}
+
 impl KeyRing {
     /// Connects each backend once, then loads each key's versions from the store; a key without
     /// versions gets version 1 from the backend (found by `backend_key`, or created there).
@@ -185,6 +195,7 @@ impl KeyRing {
         store: &Arc<dyn Store>,
         log: &Log,
         clock: &dyn Clock,
+        recovery: StartupRecovery,
     ) -> Result<Self, KeyError> {
         let mut backends: HashMap<String, Arc<dyn SigningBackend>> = HashMap::new();
         for (name, backend_config) in &config.backends {
@@ -235,11 +246,19 @@ impl KeyRing {
             published: RwLock::new(Arc::new(PublishedJwks::new(Vec::new()))),
         };
         let context = KeyContext { store, log, clock };
+        let pending = match recovery {
+            StartupRecovery::Interrupted => PendingVersions::All,
+            StartupRecovery::LeftOver => PendingVersions::TakenBefore(
+                clock
+                    .now_unix()
+                    .saturating_sub(schedule::STALE_PENDING_SECONDS),
+            ),
+        };
         for key in ring.keys.values() {
             ring.recover_interrupted_rotation(
                 key,
                 &context,
-                PendingVersions::All,
+                pending,
                 &Actor::Scheduler,
                 "at start-up",
             )

@@ -25,6 +25,7 @@
 //! - [`bundle`]: `model.sig`, the Sigstore bundle in the OpenSSF model-signing format.
 //! - [`receipt`]: `signet-receipt.json`, a signature's log entries with inclusion proofs.
 //! - [`signature`]: checking a detached signature against a JWK.
+//! - [`signing`]: the signing use case: session, key, policy, backend, quota and log.
 //! - [`trust`]: the trust root: key versions proven in the log; validity by log order.
 //! - [`verify`]: verifying a signed model at deployment.
 //! - [`id_token`]: where `signet sign` gets the caller's OIDC ID token.
@@ -57,6 +58,7 @@ pub mod policy;
 pub mod receipt;
 pub mod session;
 pub mod signature;
+pub mod signing;
 pub mod store;
 pub mod trust;
 pub mod verify;

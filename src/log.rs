@@ -7,6 +7,7 @@
 pub mod anchor;
 mod checkpointer;
 pub mod event;
+pub mod recorder;
 
 pub use checkpointer::{CHECKPOINT_REFRESH, CheckpointSigner};
 
@@ -148,6 +149,7 @@ impl Log {
     }
 
     /// Charges a session's quota alone (a benchmark's signing without log entries).
+    #[cfg(feature = "bench-unlogged")]
     pub async fn charge(&self, charge: QuotaCharge) -> Result<AppendOutcome, LogError> {
         self.submit(Some(charge), None, None, &[]).await
     }

@@ -168,6 +168,9 @@ pub trait HashProgress: Sync {
     fn advance(&self, _bytes: u64) {}
     /// Hashing is over.
     fn finish(&self) {}
+    /// Something the user should know that does not stop the manifest (the caller decides how
+    /// to show it).
+    fn warning(&self, _message: &str) {}
 }
 
 /// No progress reports.
@@ -191,7 +194,7 @@ pub fn build_with_progress(
 ) -> Result<Manifest, ManifestError> {
     let git_commit = match &provenance.git_commit {
         Some(commit) => Some(check_git_commit(commit)?),
-        None => git_head(model),
+        None => git_head(model, progress),
     };
     let dataset = match (&provenance.dataset_id, &provenance.dataset_digest) {
         (None, None) => None,
@@ -312,7 +315,7 @@ fn check_image_digest(image: &str) -> Result<String, ManifestError> {
 }
 
 /// The HEAD commit of the git work tree holding `model`, if it is clean; a warning otherwise.
-fn git_head(model: &Path) -> Option<String> {
+fn git_head(model: &Path, progress: &dyn HashProgress) -> Option<String> {
     let dir = if model.is_dir() {
         model
     } else {
@@ -333,11 +336,11 @@ fn git_head(model: &Path) -> Option<String> {
     match run(&["status", "--porcelain"]) {
         Some(status) if status.is_empty() => Some(head),
         _ => {
-            eprintln!(
-                "signet: warning: the git work tree at {} has uncommitted changes; no git commit recorded \
-                 (commit them, or pass --git-commit)",
+            progress.warning(&format!(
+                "the git work tree at {} has uncommitted changes; no git commit recorded (commit \
+                 them, or pass --git-commit)",
                 dir.display()
-            );
+            ));
             None
         }
     }

@@ -14,6 +14,7 @@ use crate::log::LogError;
 use crate::oidc::OidcError;
 use crate::policy::PolicyError;
 use crate::session::SessionError;
+use crate::signing::SignError;
 use crate::store::StoreError;
 
 /// The `code` of an error response, left in the response's extensions for the request log.
@@ -235,6 +236,24 @@ impl From<LogError> for ApiError {
             LogError::Store(e) => e.into(),
             LogError::Backend(e) => e.into(),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<SignError> for ApiError {
+    fn from(error: SignError) -> Self {
+        match error {
+            SignError::NoSession => ApiError::InvalidToken(error.to_string()),
+            SignError::SessionExpired => ApiError::SessionExpired,
+            SignError::Forbidden(reason) => ApiError::Forbidden(reason),
+            SignError::InvalidDigest(reason) => ApiError::InvalidRequest(reason),
+            SignError::QuotaExceeded { remaining } => ApiError::QuotaExceeded { remaining },
+            rotated @ SignError::RotatedWhileSigning(_) => ApiError::Conflict(rotated.to_string()),
+            SignError::Key(e) => e.into(),
+            SignError::Backend(e) => e.into(),
+            SignError::Log(e) => e.into(),
+            SignError::Store(e) => e.into(),
+            SignError::Internal(reason) => ApiError::Internal(reason),
         }
     }
 }

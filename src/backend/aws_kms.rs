@@ -166,10 +166,6 @@ impl SigningBackend for AwsKmsBackend {
         &self.name
     }
 
-    fn kind(&self) -> &'static str {
-        "aws_kms"
-    }
-
     async fn find_or_create(&self, spec: &KeySpec) -> Result<BackendKey, BackendError> {
         self.refuse_eddsa(&spec.backend_key, spec.algorithm)?;
         let identifier = key_identifier(&spec.backend_key);

@@ -227,10 +227,6 @@ impl SigningBackend for GcpKmsBackend {
         &self.name
     }
 
-    fn kind(&self) -> &'static str {
-        "gcp_kms"
-    }
-
     async fn find_or_create(&self, spec: &KeySpec) -> Result<BackendKey, BackendError> {
         let key = format!("{}/cryptoKeys/{}", self.key_ring, spec.backend_key);
         let created = match self.client.get_crypto_key().set_name(&key).send().await {

@@ -136,10 +136,6 @@ impl SigningBackend for Guarded {
         self.inner.name()
     }
 
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-
     fn answers_need_checking(&self) -> bool {
         self.inner.answers_need_checking()
     }

@@ -356,10 +356,6 @@ impl SigningBackend for Pkcs11Backend {
         &self.name
     }
 
-    fn kind(&self) -> &'static str {
-        "pkcs11"
-    }
-
     async fn find_or_create(&self, spec: &KeySpec) -> Result<BackendKey, BackendError> {
         let spec_for_task = spec.clone();
         let outcome = self

@@ -280,10 +280,6 @@ impl SigningBackend for VaultTransitBackend {
         &self.name
     }
 
-    fn kind(&self) -> &'static str {
-        "vault_transit"
-    }
-
     async fn find_or_create(&self, spec: &KeySpec) -> Result<BackendKey, BackendError> {
         let key = &spec.backend_key;
         let (versions, created) = match self.read_key(key, spec.algorithm).await? {

@@ -43,6 +43,13 @@ impl HashProgress for HashBar {
         }
     }
 
+    fn warning(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("signet: warning: {message}")),
+            None => eprintln!("signet: warning: {message}"),
+        }
+    }
+
     fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();

@@ -48,15 +48,9 @@ pub async fn serve(app: App, listener: tokio::net::TcpListener) -> Result<(), Fa
     // Scripts and tests read this line to learn the port when listening on port 0.
     println!("signet listening on http://{address}");
     tracing::info!(%address, "listening");
-    #[cfg(feature = "bench-unlogged")]
-    if let Some(mode) = crate::api::sign::unlogged::mode() {
-        tracing::warn!(
-            ?mode,
-            "SIGNET_BENCH_UNLOGGED is set: signatures are NOT logged (benchmark build only)"
-        );
-    }
     let grace = app.state().config.server.shutdown_timeout.get();
-    let served = crate::api::serve(listener, app.router(), shutdown_signal(), grace).await;
+    let router = crate::api::router(app.state().clone());
+    let served = crate::api::serve(listener, router, shutdown_signal(), grace).await;
     app.shutdown().await;
     served.context("server failed").map_err(Failure::usage)?;
     tracing::info!("stopped");

@@ -29,39 +29,40 @@ pub enum BackendConfig {
     GcpKms(GcpKmsConfig),
 }
 
-impl BackendConfig {
+/// What every backend type's settings provide.
+pub trait BackendSettings {
     /// The `type` tag.
-    pub fn kind(&self) -> &'static str {
+    fn kind(&self) -> &'static str;
+    /// The per-call timeout and retries every backend has.
+    fn call_limits(&self) -> CallLimits;
+    /// Adds each problem with these settings, under `field`.
+    fn validate(&self, field: &str, problems: &mut Problems);
+}
+
+impl BackendConfig {
+    /// The settings of this backend, whatever its type: the one match a new type extends.
+    pub fn settings(&self) -> &dyn BackendSettings {
         match self {
-            BackendConfig::Pkcs11(_) => "pkcs11",
-            BackendConfig::VaultTransit(_) => "vault_transit",
-            BackendConfig::AwsKms(_) => "aws_kms",
-            BackendConfig::GcpKms(_) => "gcp_kms",
+            BackendConfig::Pkcs11(c) => c,
+            BackendConfig::VaultTransit(c) => c,
+            BackendConfig::AwsKms(c) => c,
+            BackendConfig::GcpKms(c) => c,
         }
     }
 
-    /// Settings every backend has.
+    /// The `type` tag.
+    pub fn kind(&self) -> &'static str {
+        self.settings().kind()
+    }
+
+    /// The per-call timeout and retries.
     pub fn call_limits(&self) -> CallLimits {
-        let (timeout, max_retries) = match self {
-            BackendConfig::Pkcs11(c) => (&c.timeout, c.max_retries),
-            BackendConfig::VaultTransit(c) => (&c.timeout, c.max_retries),
-            BackendConfig::AwsKms(c) => (&c.timeout, c.max_retries),
-            BackendConfig::GcpKms(c) => (&c.timeout, c.max_retries),
-        };
-        CallLimits {
-            timeout: timeout.clone(),
-            max_retries,
-        }
+        self.settings().call_limits()
     }
 
     pub(super) fn validate(&self, field: &str, problems: &mut Problems) {
         self.call_limits().validate(field, problems);
-        match self {
-            BackendConfig::Pkcs11(c) => c.validate(field, problems),
-            BackendConfig::VaultTransit(c) => c.validate(field, problems),
-            BackendConfig::AwsKms(c) => c.validate(field, problems),
-            BackendConfig::GcpKms(c) => c.validate(field, problems),
-        }
+        self.settings().validate(field, problems);
     }
 }
 

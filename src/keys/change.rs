@@ -100,8 +100,14 @@ impl KeyRing {
             reason,
         };
         let versions = context.store.key_versions(name).await?;
-        if versions.iter().any(|v| v.state == KeyState::Pending) {
-            return Err(conflict("a rotation is already under way".into()));
+        if let Some(pending) = versions.iter().find(|v| v.state == KeyState::Pending) {
+            return Err(conflict(format!(
+                "a rotation is already under way (version {} pending since {}; if the process \
+                 making it died, a running daemon completes or undoes it {} minutes after that)",
+                pending.version,
+                crate::clock::rfc3339(pending.created_at),
+                super::schedule::STALE_PENDING_SECONDS / 60
+            )));
         }
         let current = versions
             .iter()

@@ -11,6 +11,20 @@
     not(any(feature = "vault", feature = "aws", feature = "gcp")),
     allow(dead_code)
 )]
+/// The suite's tests for one backend, each on a fresh instance that `$start` makes; a new
+/// backend adds one line: `conformance::suite!(Kms::start().await; keys_and_signatures, …);`.
+macro_rules! suite {
+    ($start:expr; $($test:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                crate::conformance::$test($start).await;
+            }
+        )+
+    };
+}
+pub(crate) use suite;
+
 #[cfg(feature = "aws")]
 mod aws;
 #[cfg(feature = "gcp")]

@@ -146,6 +146,18 @@ impl Harness {
             .expect("JSON body")
     }
 
+    /// GET /readyz: its status and body.
+    pub async fn readyz(&self) -> (u16, Value) {
+        let response = self
+            .http
+            .get(self.daemon.url("/readyz"))
+            .send()
+            .await
+            .expect("GET /readyz");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("readyz JSON"))
+    }
+
     /// POST /v1/sessions with `id_token` and an optional body.
     pub async fn open_session(&self, id_token: &str, body: Option<Value>) -> reqwest::Response {
         let mut request = self

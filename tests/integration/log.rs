@@ -569,14 +569,9 @@ async fn an_edited_node_is_caught_by_consistency_with_an_earlier_checkpoint() {
     // fails on the log...
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let body = loop {
-        let ready = h
-            .http
-            .get(h.daemon.url("/readyz"))
-            .send()
-            .await
-            .expect("readyz");
-        if ready.status().as_u16() == 503 {
-            break ready.json::<Value>().await.expect("json");
+        let (status, body) = h.readyz().await;
+        if status == 503 {
+            break body;
         }
         assert!(std::time::Instant::now() < deadline, "still ready");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -633,14 +628,8 @@ async fn a_rewritten_history_gets_no_checkpoint_even_with_the_checkpoints_table_
     )
     .await;
     let _ = sign_some(&h, 2).await;
-    let ready = h
-        .http
-        .get(h.daemon.url("/readyz"))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status().as_u16(), 503, "{}", h.daemon.logs());
-    let body: Value = ready.json().await.expect("json");
+    let (status, body) = h.readyz().await;
+    assert_eq!(status, 503, "{}", h.daemon.logs());
     assert_eq!(body["failing"][0]["component"], "log", "{body}");
     assert!(
         h.daemon.logs().contains("entries were removed"),

@@ -884,3 +884,68 @@ async fn retiring_or_revoking_a_version_that_cannot_take_it_is_refused_with_the_
     let response = rotate(&h, "log-signing", &admin).await;
     assert_eq!(problem(response).await, (403, "forbidden".to_string()));
 }
+
+/// Two processes rotating one key: a break-glass rotation cut off after making its backend key
+/// leaves its version pending in the store; while it may still be under way, the daemon refuses
+/// another rotation with 409 (and the CLI with exit 1) rather than make a second version. Once
+/// it is older than any backend deadline, the scheduler rolls it back and rotation works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_under_way_in_another_process_is_409() {
+    let h = Harness::in_process_with(|c| with_rotation(c, "1h")).await;
+    let config = h.daemon.config_path.display().to_string();
+    let conf = h.hsm.conf.display().to_string();
+    let break_glass = |failpoint: Option<&str>| {
+        let mut env = vec![("SOFTHSM2_CONF", conf.as_str())];
+        if let Some(name) = failpoint {
+            env.push(("SIGNET_FAILPOINT", name));
+        }
+        signet(
+            &["keys", "rotate", "model-signing", "--config", &config],
+            &env,
+        )
+    };
+    let (code, _, stderr) = break_glass(Some("rotation.after_backend_key"));
+    assert_ne!(code, 0, "the failpoint aborts the rotation: {stderr}");
+
+    let response = rotate(&h, "model-signing", &admin_token(&h)).await;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("a rotation is already under way")),
+        "{body}"
+    );
+    let (code, _, stderr) = break_glass(None);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("a rotation is already under way"),
+        "{stderr}"
+    );
+
+    h.clock().advance(Duration::from_secs(601));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let admin = admin_token(&h);
+    loop {
+        let response = rotate(&h, "model-signing", &admin).await;
+        if response.status().as_u16() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the left-over version blocks rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed = versions(&h.get_json("/v1/keys").await, "model-signing");
+    assert_eq!(
+        listed.iter().filter(|(_, state)| state == "active").count(),
+        1,
+        "{listed:?}"
+    );
+}

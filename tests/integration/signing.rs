@@ -242,3 +242,49 @@ async fn a_request_over_the_timeout_gets_503() {
         "answered at the timeout, not after the work"
     );
 }
+
+/// The store held by another process (a backup tool's exclusive lock, say): a request that must
+/// write gets 503 `store_unavailable` once the store's busy timeout passes, returns nothing it
+/// could not log, and the daemon serves again as soon as the lock is released, without a
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_locked_by_another_process_is_503_then_recovers() {
+    let h = Harness::start().await;
+    let session = h.session().await;
+    let db = h.hsm.dir.path().join("signet.db");
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let connection = rusqlite::Connection::open(&db).expect("open the store");
+        connection
+            .execute_batch("BEGIN EXCLUSIVE")
+            .expect("take the write lock");
+        locked_tx.send(()).expect("tell the test");
+        let _ = release_rx.recv();
+        connection.execute_batch("COMMIT").expect("release");
+    });
+    locked_rx.recv().expect("locked");
+    let digest = json!({"key": "model-signing", "digest": sha256_digest(b"while locked")});
+    assert_eq!(
+        problem(h.sign(&session, digest.clone()).await).await,
+        (503, "store_unavailable".into())
+    );
+    let response = h.open_session(&h.issuer.mint_default(), None).await;
+    assert_eq!(problem(response).await, (503, "store_unavailable".into()));
+
+    release_tx.send(()).expect("release");
+    holder.join().expect("lock holder");
+    let response = h.sign(&session, digest).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.expect("JSON");
+    // Nothing from the refused request reached the log: the one signature logged is this one.
+    let events = crate::rotation::log_events(&h).await;
+    let logged: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e["kind"] == "signature")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(logged.len(), 1, "{events:?}");
+    assert_eq!(body["signatures"][0]["log_index"], json!(logged[0]));
+}

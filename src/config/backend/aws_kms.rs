@@ -1,6 +1,8 @@
 //! `type = "aws_kms"`: AWS KMS; credentials from the standard AWS chain.
 use serde::Deserialize;
 
+use super::{BackendSettings, CallLimits};
+
 use crate::config::HumanDuration;
 use crate::config::{Problems, check_url};
 
@@ -20,8 +22,19 @@ pub struct AwsKmsConfig {
     pub max_retries: u32,
 }
 
-impl AwsKmsConfig {
-    pub(super) fn validate(&self, field: &str, problems: &mut Problems) {
+impl BackendSettings for AwsKmsConfig {
+    fn kind(&self) -> &'static str {
+        "aws_kms"
+    }
+
+    fn call_limits(&self) -> CallLimits {
+        CallLimits {
+            timeout: self.timeout.clone(),
+            max_retries: self.max_retries,
+        }
+    }
+
+    fn validate(&self, field: &str, problems: &mut Problems) {
         if self.region.is_empty() {
             problems.push(format!("{field}.region"), "must be set, e.g. \"us-east-1\"");
         }

@@ -3,6 +3,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::{BackendSettings, CallLimits};
+
 use crate::config::HumanDuration;
 use crate::config::{Problems, check_url};
 
@@ -24,8 +26,19 @@ pub struct GcpKmsConfig {
     pub max_retries: u32,
 }
 
-impl GcpKmsConfig {
-    pub(super) fn validate(&self, field: &str, problems: &mut Problems) {
+impl BackendSettings for GcpKmsConfig {
+    fn kind(&self) -> &'static str {
+        "gcp_kms"
+    }
+
+    fn call_limits(&self) -> CallLimits {
+        CallLimits {
+            timeout: self.timeout.clone(),
+            max_retries: self.max_retries,
+        }
+    }
+
+    fn validate(&self, field: &str, problems: &mut Problems) {
         let parts: Vec<&str> = self.key_ring.split('/').collect();
         let shaped = parts.len() == 6
             && parts[0] == "projects"

@@ -3,6 +3,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::{BackendSettings, CallLimits};
+
 use crate::config::HumanDuration;
 use crate::config::Problems;
 use crate::config::secret::SecretSource;
@@ -38,8 +40,21 @@ impl Pkcs11Config {
             _ => None,
         }
     }
+}
 
-    pub(super) fn validate(&self, field: &str, problems: &mut Problems) {
+impl BackendSettings for Pkcs11Config {
+    fn kind(&self) -> &'static str {
+        "pkcs11"
+    }
+
+    fn call_limits(&self) -> CallLimits {
+        CallLimits {
+            timeout: self.timeout.clone(),
+            max_retries: self.max_retries,
+        }
+    }
+
+    fn validate(&self, field: &str, problems: &mut Problems) {
         if !self.module.is_file() {
             problems.push(
                 format!("{field}.module"),

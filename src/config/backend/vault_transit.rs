@@ -1,6 +1,8 @@
 //! `type = "vault_transit"`: HashiCorp Vault / OpenBao Transit.
 use serde::Deserialize;
 
+use super::{BackendSettings, CallLimits};
+
 use crate::config::HumanDuration;
 use crate::config::{Problems, check_url};
 
@@ -29,8 +31,19 @@ fn default_mount() -> String {
     "transit".to_string()
 }
 
-impl VaultTransitConfig {
-    pub(super) fn validate(&self, field: &str, problems: &mut Problems) {
+impl BackendSettings for VaultTransitConfig {
+    fn kind(&self) -> &'static str {
+        "vault_transit"
+    }
+
+    fn call_limits(&self) -> CallLimits {
+        CallLimits {
+            timeout: self.timeout.clone(),
+            max_retries: self.max_retries,
+        }
+    }
+
+    fn validate(&self, field: &str, problems: &mut Problems) {
         check_url(&self.address, &format!("{field}.address"), problems);
         if self.mount.is_empty() || self.mount.contains("..") {
             problems.push(format!("{field}.mount"), "must be a non-empty mount path");

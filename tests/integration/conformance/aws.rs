@@ -52,20 +52,7 @@ impl UnderTest for Aws {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aws_keys_and_signatures() {
-    conformance::keys_and_signatures(Aws::start().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aws_outage_and_recovery() {
-    conformance::outage_and_recovery(Aws::start().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aws_corrupted_answers_never_sign() {
-    conformance::corrupted_answers_never_sign(Aws::start().await).await;
-}
+conformance::suite!(Aws::start().await; keys_and_signatures, outage_and_recovery, corrupted_answers_never_sign, rotation);
 
 /// A backend that accepts connections and never answers gives 503 within the timeout too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,9 +138,4 @@ async fn aws_disabled_key_is_a_clear_error() {
     )
     .await;
     conformance::sign_and_verify(&h, &session, "ES256").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aws_rotation() {
-    conformance::rotation(Aws::start().await).await;
 }

@@ -60,26 +60,7 @@ impl UnderTest for Gcp {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gcp_log_key_signs_checkpoints_other_verifiers_accept() {
-    conformance::log_key_in_backend(Gcp::start().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gcp_keys_and_signatures() {
-    conformance::keys_and_signatures(Gcp::start().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gcp_outage_and_recovery() {
-    conformance::outage_and_recovery(Gcp::start().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gcp_corrupted_answers_never_sign() {
-    let backend = Gcp::start().await;
-    conformance::corrupted_answers_never_sign(backend).await;
-}
+conformance::suite!(Gcp::start().await; log_key_in_backend, keys_and_signatures, outage_and_recovery, corrupted_answers_never_sign, rotation);
 
 /// A public key whose `pemCrc32c` does not match is never trusted: the daemon refuses to start
 /// rather than publish it.
@@ -117,11 +98,6 @@ async fn gcp_public_key_with_a_bad_crc_is_refused() {
         .err()
         .expect("the daemon must not start on a corrupted public key");
     assert!(stderr.contains("pemCrc32c mismatch"), "{stderr}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gcp_rotation() {
-    conformance::rotation(Gcp::start().await).await;
 }
 
 /// SIGTERM lets a request already at the backend finish: the fake holds the sign call, so the

@@ -32,17 +32,4 @@ impl UnderTest for Pkcs11 {
     fn set_corrupt(&mut self, _on: bool) {}
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pkcs11_log_key_signs_checkpoints_other_verifiers_accept() {
-    conformance::log_key_in_backend(Pkcs11).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pkcs11_keys_and_signatures() {
-    conformance::keys_and_signatures(Pkcs11).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pkcs11_rotation() {
-    conformance::rotation(Pkcs11).await;
-}
+conformance::suite!(Pkcs11; log_key_in_backend, keys_and_signatures, rotation);

@@ -63,25 +63,7 @@ impl UnderTest for Vault {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vault_log_key_signs_checkpoints_other_verifiers_accept() {
-    conformance::log_key_in_backend(Vault::start().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vault_keys_and_signatures() {
-    conformance::keys_and_signatures(Vault::start().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vault_outage_and_recovery() {
-    conformance::outage_and_recovery(Vault::start().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vault_corrupted_answers_never_sign() {
-    conformance::corrupted_answers_never_sign(Vault::start().await).await;
-}
+conformance::suite!(Vault::start().await; log_key_in_backend, keys_and_signatures, outage_and_recovery, corrupted_answers_never_sign, rotation);
 
 /// A renewable token is renewed by the daemon: signing still works long after its first TTL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,9 +121,4 @@ async fn vault_expired_token_is_a_clear_error() {
         h.daemon.logs()
     );
     assert!(!h.daemon.logs().contains(&backend.token));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vault_rotation() {
-    conformance::rotation(Vault::start().await).await;
 }

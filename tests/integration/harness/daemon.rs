@@ -312,7 +312,7 @@ impl Daemon {
             .expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("address"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let router = app.router();
+        let router = signet::api::router(app.state().clone());
         let state = app.state().clone();
         let served = tokio::spawn(async move {
             let shutdown = async {
