@@ -3,6 +3,8 @@
 # Tests start their own SoftHSM tokens, OIDC issuers and daemons on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each step says when it starts (seconds into the run), so a slow CI run shows where.
+step() { echo "== $* (${SECONDS}s)" >&2; }
 
 scripts/install-deps.sh
 # OpenBao and LocalStack, pinned, for the Vault Transit and AWS KMS tests.
@@ -22,11 +24,11 @@ if [ "$(printf '%s\n%s\n' "$required" "$have" | sort -V | head -1)" != "$require
   exit 2
 fi
 
-echo "== cargo fmt --check, shellcheck" >&2
+step "cargo fmt --check, shellcheck"
 cargo fmt --all -- --check
 shellcheck scripts/*.sh .ci/run
 
-echo "== cargo clippy -D warnings" >&2
+step "cargo clippy -D warnings"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 # The benchmark's build without the log (scripts/bench.sh) must not rot either, nor a build
 # with any one cloud backend alone.
@@ -35,16 +37,20 @@ for backend in vault aws gcp; do
   cargo clippy --locked --no-default-features --features "$backend" -- -D warnings
 done
 
-echo "== cargo doc -D warnings" >&2
+step "cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --quiet
 
 # Licenses, banned crates and where crates come from (deny.toml). The advisory database needs
 # the internet, so `cargo deny check advisories` belongs to a connected CI job.
-echo "== cargo deny check licenses bans sources" >&2
+step "tools: cargo-deny (built once into target/tools)"
 tools="$(scripts/install-tools.sh)"
+step "cargo deny check licenses bans sources"
 "$tools/cargo-deny" --log-level error check licenses bans sources
 
-echo "== cargo test" >&2
+step "cargo test"
 # In-process tests keep their SoftHSM tokens here (.cargo/config.toml); start from none.
 rm -rf target/softhsm-in-process
-cargo test --locked --workspace --all-targets
+# Most tests wait on servers starting (OpenBao, LocalStack, daemons), not on a core: four at a
+# time halves the run on two cores.
+cargo test --locked --workspace --all-targets -- --test-threads=4
+step "done"

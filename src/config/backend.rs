@@ -29,6 +29,24 @@ pub enum BackendConfig {
     GcpKms(GcpKmsConfig),
 }
 
+/// `kind` and `call_limits` for a backend type's settings (each has `timeout` and
+/// `max_retries`; serde's `flatten` cannot share them under `deny_unknown_fields`).
+macro_rules! common_settings {
+    ($kind:literal) => {
+        fn kind(&self) -> &'static str {
+            $kind
+        }
+
+        fn call_limits(&self) -> super::CallLimits {
+            super::CallLimits {
+                timeout: self.timeout.clone(),
+                max_retries: self.max_retries,
+            }
+        }
+    };
+}
+use common_settings;
+
 /// What every backend type's settings provide.
 pub trait BackendSettings {
     /// The `type` tag.

@@ -1,7 +1,7 @@
 //! `type = "aws_kms"`: AWS KMS; credentials from the standard AWS chain.
 use serde::Deserialize;
 
-use super::{BackendSettings, CallLimits};
+use super::BackendSettings;
 
 use crate::config::HumanDuration;
 use crate::config::{Problems, check_url};
@@ -23,16 +23,7 @@ pub struct AwsKmsConfig {
 }
 
 impl BackendSettings for AwsKmsConfig {
-    fn kind(&self) -> &'static str {
-        "aws_kms"
-    }
-
-    fn call_limits(&self) -> CallLimits {
-        CallLimits {
-            timeout: self.timeout.clone(),
-            max_retries: self.max_retries,
-        }
-    }
+    super::common_settings!("aws_kms");
 
     fn validate(&self, field: &str, problems: &mut Problems) {
         if self.region.is_empty() {

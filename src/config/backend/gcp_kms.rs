@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{BackendSettings, CallLimits};
+use super::BackendSettings;
 
 use crate::config::HumanDuration;
 use crate::config::{Problems, check_url};
@@ -27,16 +27,7 @@ pub struct GcpKmsConfig {
 }
 
 impl BackendSettings for GcpKmsConfig {
-    fn kind(&self) -> &'static str {
-        "gcp_kms"
-    }
-
-    fn call_limits(&self) -> CallLimits {
-        CallLimits {
-            timeout: self.timeout.clone(),
-            max_retries: self.max_retries,
-        }
-    }
+    super::common_settings!("gcp_kms");
 
     fn validate(&self, field: &str, problems: &mut Problems) {
         let parts: Vec<&str> = self.key_ring.split('/').collect();

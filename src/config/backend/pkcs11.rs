@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{BackendSettings, CallLimits};
+use super::BackendSettings;
 
 use crate::config::HumanDuration;
 use crate::config::Problems;
@@ -43,16 +43,7 @@ impl Pkcs11Config {
 }
 
 impl BackendSettings for Pkcs11Config {
-    fn kind(&self) -> &'static str {
-        "pkcs11"
-    }
-
-    fn call_limits(&self) -> CallLimits {
-        CallLimits {
-            timeout: self.timeout.clone(),
-            max_retries: self.max_retries,
-        }
-    }
+    super::common_settings!("pkcs11");
 
     fn validate(&self, field: &str, problems: &mut Problems) {
         if !self.module.is_file() {

@@ -1,7 +1,7 @@
 //! `type = "vault_transit"`: HashiCorp Vault / OpenBao Transit.
 use serde::Deserialize;
 
-use super::{BackendSettings, CallLimits};
+use super::BackendSettings;
 
 use crate::config::HumanDuration;
 use crate::config::{Problems, check_url};
@@ -32,16 +32,7 @@ fn default_mount() -> String {
 }
 
 impl BackendSettings for VaultTransitConfig {
-    fn kind(&self) -> &'static str {
-        "vault_transit"
-    }
-
-    fn call_limits(&self) -> CallLimits {
-        CallLimits {
-            timeout: self.timeout.clone(),
-            max_retries: self.max_retries,
-        }
-    }
+    super::common_settings!("vault_transit");
 
     fn validate(&self, field: &str, problems: &mut Problems) {
         check_url(&self.address, &format!("{field}.address"), problems);
