@@ -437,8 +437,8 @@ impl KeyRing {
 }
 
 /// Test hook for crash tests: `SIGNET_FAILPOINT=NAME` aborts the process at the point `NAME`.
-/// Debug builds only (the tests'): a release binary has no such hook.
-#[cfg(debug_assertions)]
+/// Only with the `failpoints` feature, which only `cargo test` turns on.
+#[cfg(feature = "failpoints")]
 fn failpoint(name: &str) {
     if std::env::var("SIGNET_FAILPOINT").is_ok_and(|v| v == name) {
         tracing::error!(failpoint = name, "failpoint reached: aborting");
@@ -446,5 +446,5 @@ fn failpoint(name: &str) {
     }
 }
 
-#[cfg(not(debug_assertions))]
+#[cfg(not(feature = "failpoints"))]
 fn failpoint(_name: &str) {}
