@@ -8,6 +8,7 @@ pub mod keys;
 pub mod log;
 pub mod sessions;
 pub mod sign;
+pub mod tiles;
 pub mod trust;
 
 use std::sync::{Arc, Mutex};
@@ -81,6 +82,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/log/entries/{index}", get(log::entry))
         .route("/v1/log/proof/inclusion", get(log::inclusion))
         .route("/v1/log/proof/consistency", get(log::consistency))
+        .route("/log/checkpoint", get(log::checkpoint))
+        .route("/log/tile/{*path}", get(tiles::tile))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

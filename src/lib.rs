@@ -19,6 +19,7 @@
 //! - [`checkpoint`]: C2SP checkpoints, checked under a pinned log key (pure).
 //! - [`log`]: the daemon's tamper-evident log: durable group-committed appends, proofs from
 //!   the store, the checkpointer and its anchor.
+//! - [`tiles`]: C2SP tlog-tiles paths, tile sets and entry bundles (pure).
 //! - [`note`]: C2SP signed notes and the Ed25519 verifier keys (`vkey`) verifiers pin.
 //! - [`canonical`]: RFC 8785 canonical JSON (log leaves, manifests).
 //! - [`manifest`]: the model manifest: per-file SHA-256 and provenance.
@@ -60,5 +61,6 @@ pub mod session;
 pub mod signature;
 pub mod signing;
 pub mod store;
+pub mod tiles;
 pub mod trust;
 pub mod verify;

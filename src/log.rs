@@ -8,6 +8,7 @@ pub mod anchor;
 mod checkpointer;
 pub mod event;
 pub mod recorder;
+mod tiles;
 
 pub use checkpointer::{CHECKPOINT_REFRESH, CheckpointSigner};
 
@@ -175,6 +176,18 @@ impl Log {
             .iter()
             .map(LogEvent::to_leaf)
             .collect::<Result<Vec<_>, _>>()?;
+        // An entry bundle holds entries of at most 65,535 bytes: a longer leaf would make the log
+        // unservable as tiles, so it is refused, never cut (callers bound what they put in).
+        if let Some(long) = leaves
+            .iter()
+            .find(|l| l.len() > crate::tiles::MAX_ENTRY_BYTES)
+        {
+            return Err(LogError::OutOfRange(format!(
+                "a log entry of {} bytes is over the {} a log entry may hold",
+                long.len(),
+                crate::tiles::MAX_ENTRY_BYTES
+            )));
+        }
         let (reply, answer) = oneshot::channel();
         let item = LogAppend {
             charge,

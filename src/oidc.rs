@@ -38,6 +38,9 @@ pub enum OidcError {
     /// Not three base64url parts, or the header or payload is not JSON.
     #[error("the token is not a well-formed JWT")]
     Malformed,
+    /// Longer than any ID token signet accepts.
+    #[error("the token is longer than {0} bytes")]
+    TooLong(usize),
     /// `alg` is `none`, HMAC or otherwise not an asymmetric algorithm we accept.
     #[error("the token's algorithm is not accepted")]
     UnsupportedAlgorithm,

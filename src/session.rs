@@ -111,25 +111,48 @@ const BUILD_CLAIMS: &[&str] = &[
 ];
 
 /// Longest claim value kept for the log.
-const MAX_CLAIM_LEN: usize = 512;
+pub const MAX_CLAIM_LEN: usize = 512;
 
+/// Why a session cannot be granted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    /// A claim the log keeps is longer than it keeps: refused whole, never cut, so that an
+    /// identity check never runs on part of a claim.
+    #[error("claim {name} is {len} bytes; signet logs claims of at most {MAX_CLAIM_LEN} bytes")]
+    ClaimTooLong {
+        /// The claim.
+        name: String,
+        /// Its length.
+        len: usize,
+    },
+}
+
+/// The claims kept for the log: the build claims and any a policy matched, scalar values only.
 fn build_claims(
     caller: &VerifiedClaims,
     decision: &Decision,
-) -> std::collections::BTreeMap<String, serde_json::Value> {
-    caller
-        .claims
-        .iter()
-        .filter(|(name, _)| {
-            BUILD_CLAIMS.contains(&name.as_str()) || decision.matched_claims.contains(*name)
-        })
-        .filter(|(_, value)| match value {
-            serde_json::Value::String(s) => s.len() <= MAX_CLAIM_LEN,
-            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => true,
-            _ => false,
-        })
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect()
+) -> Result<std::collections::BTreeMap<String, serde_json::Value>, GrantError> {
+    let mut kept = std::collections::BTreeMap::new();
+    for (name, value) in &caller.claims {
+        if !(BUILD_CLAIMS.contains(&name.as_str()) || decision.matched_claims.contains(name)) {
+            continue;
+        }
+        match value {
+            serde_json::Value::String(text) if text.len() > MAX_CLAIM_LEN => {
+                return Err(GrantError::ClaimTooLong {
+                    name: name.clone(),
+                    len: text.len(),
+                });
+            }
+            serde_json::Value::String(_)
+            | serde_json::Value::Number(_)
+            | serde_json::Value::Bool(_) => {
+                kept.insert(name.clone(), value.clone());
+            }
+            _ => {}
+        }
+    }
+    Ok(kept)
 }
 
 /// The session record for a caller, clamping the request to the decision's limits.
@@ -139,7 +162,7 @@ pub fn grant(
     decision: &Decision,
     request: &SessionRequest,
     now: i64,
-) -> SessionRecord {
+) -> Result<SessionRecord, GrantError> {
     let ttl = request
         .ttl_seconds
         .map_or(decision.max_ttl, Duration::from_secs)
@@ -150,12 +173,12 @@ pub fn grant(
         .min(decision.max_signatures);
     let mut session_id = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut session_id);
-    SessionRecord {
+    Ok(SessionRecord {
         token_hash,
         session_id: hex::encode(session_id),
         issuer: caller.issuer.clone(),
         iss: caller.iss.clone(),
-        claims: build_claims(caller, decision),
+        claims: build_claims(caller, decision)?,
         subject: caller.subject.clone(),
         policy: decision.policy.clone(),
         keys: decision.keys.clone(),
@@ -164,7 +187,7 @@ pub fn grant(
         max_signatures,
         used: 0,
         ended: false,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -203,7 +226,7 @@ mod tests {
             ttl_seconds: Some(100_000),
             max_signatures: Some(1000),
         };
-        let s = grant("h".into(), &caller, &decision, &request, 1000);
+        let s = grant("h".into(), &caller, &decision, &request, 1000).expect("grant");
         assert_eq!(s.expires_at, 1600);
         assert_eq!(s.max_signatures, 10);
         let small = SessionRequest {
@@ -211,7 +234,7 @@ mod tests {
             ttl_seconds: Some(5),
             max_signatures: Some(2),
         };
-        let s = grant("h".into(), &caller, &decision, &small, 1000);
+        let s = grant("h".into(), &caller, &decision, &small, 1000).expect("grant");
         assert_eq!((s.expires_at, s.max_signatures), (1005, 2));
     }
 }

@@ -169,6 +169,7 @@ pub async fn rotate(
 ) -> Result<Json<KeyChanged>, ApiError> {
     let actor = admin_for(&state, &audit, id_token.expose(), &name).await?;
     let reason = request.reason.unwrap_or_else(|| "manual rotation".into());
+    super::sessions::check_reason(&reason)?;
     // On a task of its own: a request cut off by its timeout or a closed connection must not
     // stop a key change half way.
     let task_state = state.clone();
@@ -201,6 +202,7 @@ pub async fn retire(
     let reason = request
         .reason
         .unwrap_or_else(|| "emergency retirement".into());
+    super::sessions::check_reason(&reason)?;
     let task_state = state.clone();
     let task_name = name.clone();
     let retired = detached(async move {

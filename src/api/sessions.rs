@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::config::Role;
 use crate::log::LogError;
-use crate::log::event::{Actor, LogEvent};
+use crate::log::event::{Actor, CanonicalClaims, LogEvent, MAX_CLAIMS_BYTES};
 use crate::policy;
 use crate::session::{self, SessionRequest};
 use crate::store::SessionScope;
@@ -76,7 +76,18 @@ pub async fn create(
         &decision,
         &request,
         state.clock.now_unix(),
-    );
+    )
+    .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    // Every entry naming this session carries its claims: bounded so that each stays within a
+    // log entry's size. Refused whole, never cut: an identity check must not run on cut claims.
+    let claims = CanonicalClaims::new(&record.claims).map_err(LogError::from)?;
+    if claims.len() > MAX_CLAIMS_BYTES {
+        return Err(ApiError::InvalidRequest(format!(
+            "the ID token's claims are {} bytes as canonical JSON; signet logs at most \
+             {MAX_CLAIMS_BYTES}",
+            claims.len()
+        )));
+    }
     let event = LogEvent::session_created(&record, record.created_at).map_err(LogError::from)?;
     state.store.create_session(&record).await?;
     if let Err(e) = state.log.append(&[event]).await {

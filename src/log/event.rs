@@ -101,12 +101,26 @@ pub struct LogEvent {
     pub time: String,
 }
 
+/// The most bytes of canonical JSON a session's claims may take: every entry naming the session
+/// must stay well within a log entry's 65,535 bytes (CI providers' tokens carry about 2 KiB).
+pub const MAX_CLAIMS_BYTES: usize = 8 * 1024;
+
 /// A session's claims in canonical form, made once and written as raw JSON into every leaf
 /// that names them (a batch's signatures share one).
 #[derive(Debug, Clone)]
 pub struct CanonicalClaims(Arc<RawValue>);
 
 impl CanonicalClaims {
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.get().len()
+    }
+
+    /// Whether it is empty (never: `{}` at least).
+    pub fn is_empty(&self) -> bool {
+        self.0.get().is_empty()
+    }
+
     /// The canonical form of `claims`.
     pub fn new(claims: &BTreeMap<String, Value>) -> Result<Self, CanonicalError> {
         let text = crate::canonical::canonical_object(claims)?;

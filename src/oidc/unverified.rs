@@ -25,7 +25,7 @@ impl UnverifiedToken {
     /// Parses the header and payload without checking the signature.
     pub fn parse(token: &str) -> Result<Self, OidcError> {
         if token.len() > MAX_TOKEN_LEN {
-            return Err(OidcError::Malformed);
+            return Err(OidcError::TooLong(MAX_TOKEN_LEN));
         }
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(_signature), None) =

@@ -645,3 +645,91 @@ async fn a_rewritten_history_gets_no_checkpoint_even_with_the_checkpoints_table_
         .expect("get");
     assert_eq!(response.status().as_u16(), 404);
 }
+
+/// Runs `tests/independent/check_tiles.py PREFIX VKEY`, a tlog-tiles client written from the
+/// C2SP spec (Python `cryptography` for the note), and returns what it printed.
+fn tiles_check(h: &Harness, vkey: &str) -> String {
+    let python = std::env::var("SIGNET_TEST_PYTHON").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").to_string()
+    });
+    let output = Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/independent/check_tiles.py"
+        ))
+        .arg(h.daemon.url("/log"))
+        .arg(vkey)
+        .output()
+        .unwrap_or_else(|e| panic!("{python} runs (scripts/pyenv.sh makes it): {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The log served as C2SP tlog-tiles agrees with a client written from the spec: at a size with
+/// only partial tiles, and past a full level-0 tile (full and partial tiles, a level-1 tile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tiles_agree_with_an_independent_tlog_tiles_client() {
+    let h = Harness::start_with(|c| c.max_signatures = 1000).await;
+    let vkey = log_key(&h).await;
+    let session = h.session().await;
+    for (round, count) in [(0u32, 5u32), (1, 300)] {
+        let digests: Vec<String> = (0..count)
+            .map(|i| sha256_digest(format!("tiles {round} {i}").as_bytes()))
+            .collect();
+        let response = h
+            .sign(
+                &session,
+                json!({"key": "model-signing", "digests": digests}),
+            )
+            .await;
+        assert_eq!(response.status().as_u16(), 200);
+        let body: Value = response.json().await.expect("json");
+        let last = body["signatures"]
+            .as_array()
+            .and_then(|s| s.last())
+            .and_then(|s| s["log_index"].as_u64())
+            .expect("log index");
+        let note = wait_for_checkpoint(&h, last + 1).await;
+        let size: u64 = note
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .expect("size");
+        let stdout = tiles_check(&h, &vkey);
+        assert!(
+            stdout.starts_with(&format!("OK signet.test/log size={size} ")),
+            "{stdout}"
+        );
+        if size > 256 {
+            assert!(stdout.contains("levels=2"), "{stdout}");
+        }
+    }
+    // Paths the spec does not allow, and tiles the tree does not have, are 404.
+    for path in [
+        "tile/0/0",
+        "tile/00/000",
+        "tile/0/000.p/0",
+        "tile/0/x000",
+        "tile/64/000",
+    ] {
+        let response = h
+            .http
+            .get(h.daemon.url(&format!("/log/{path}")))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status().as_u16(), 404, "{path}");
+    }
+    let response = h
+        .http
+        .get(h.daemon.url("/log/tile/entries/x001/000"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status().as_u16(), 404);
+}

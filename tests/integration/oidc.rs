@@ -211,16 +211,15 @@ async fn rejects_missing_exp_and_sub() {
 #[tokio::test]
 async fn rejects_garbage_tokens() {
     let h = Harness::start().await;
-    for token in [
-        "x",
-        "a.b",
-        "a.b.c",
-        "....",
-        "eyJ.eyJ.x",
-        &"A".repeat(20_000),
-    ] {
+    for token in ["x", "a.b", "a.b.c", "....", "eyJ.eyJ.x"] {
         rejected(&h, token, "the token is not a well-formed JWT").await;
     }
+    rejected(
+        &h,
+        &"A".repeat(20_000),
+        "the token is longer than 16384 bytes",
+    )
+    .await;
 }
 
 #[tokio::test]

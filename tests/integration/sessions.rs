@@ -234,3 +234,77 @@ async fn sessions_and_keys_survive_a_restart() {
     let response = h.sign(&session, sign_body(b"after restart")).await;
     assert_eq!(response.status().as_u16(), 200);
 }
+
+/// Claims too large to log are refused whole with 400 naming the limit, never cut (an
+/// identity check must not run on cut claims): one claim over 512 bytes, or all of them over
+/// 8 KiB. Claims within both open a session that signs; a token longer than any ID token is
+/// refused naming that limit.
+#[tokio::test]
+async fn claims_too_large_to_log_are_400_never_truncated() {
+    let h = Harness::start().await;
+    let refused = async |token: String, limit: &str| {
+        let response = h.open_session(&token, None).await;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.expect("JSON");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{body}"
+        );
+        assert!(
+            body["detail"].as_str().is_some_and(|d| d.contains(limit)),
+            "{body}"
+        );
+    };
+    let padded = |bytes: usize| {
+        h.issuer.mint_edited(|c| {
+            c.insert("job_workflow_ref".into(), json!("w".repeat(bytes)));
+        })
+    };
+    refused(padded(513), "at most 512 bytes").await;
+    // Twenty claims of 500 bytes: each within the claim limit, together over 8 KiB.
+    let many = h.issuer.mint_edited(|c| {
+        for name in [
+            "repository_id",
+            "repository_owner",
+            "ref_type",
+            "sha",
+            "workflow",
+            "workflow_ref",
+            "job_workflow_ref",
+            "job_workflow_sha",
+            "run_id",
+            "run_number",
+            "run_attempt",
+            "environment",
+            "event_name",
+            "actor",
+            "runner_environment",
+            "project_path",
+            "project_id",
+            "namespace_path",
+            "ref_path",
+            "pipeline_id",
+        ] {
+            c.insert(name.into(), json!("v".repeat(500)));
+        }
+    });
+    refused(many, "8192").await;
+
+    let response = h.open_session(&padded(512), None).await;
+    assert_eq!(response.status().as_u16(), 201);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    let session = body["session_token"].as_str().expect("token");
+    let response = h.sign(session, sign_body(b"long claims")).await;
+    assert_eq!(response.status().as_u16(), 200);
+
+    let response = h.open_session(&padded(20_000), None).await;
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(body["code"], "invalid_token", "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("longer than 16384 bytes")),
+        "{body}"
+    );
+}
