@@ -14,6 +14,7 @@ pub mod sessions;
 pub mod sign;
 pub mod trust;
 pub mod verify;
+pub mod witness;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +78,11 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: receipt::ReceiptCommand,
+    },
+    /// A C2SP tlog-witness: cosigns a log's checkpoints that are consistent with what it saw.
+    Witness {
+        #[command(subcommand)]
+        command: witness::WitnessCommand,
     },
     /// End live signing sessions (an administrator).
     Sessions {
@@ -148,6 +154,7 @@ pub fn main() -> ExitCode {
         Command::Keys { command } => keys::run(command),
         Command::Log { command } => log::run(command),
         Command::Sessions { command } => sessions::run(command),
+        Command::Witness { command } => witness::run(command),
         Command::Receipt { command } => receipt::run(command),
         Command::Bench { command } => bench::run(command),
     };

@@ -20,6 +20,7 @@
 //! - [`log`]: the daemon's tamper-evident log: durable group-committed appends, proofs from
 //!   the store, the checkpointer and its anchor.
 //! - [`tiles`]: C2SP tlog-tiles paths, tile sets and entry bundles (pure).
+//! - [`cosignature`]: C2SP tlog-cosignature v1: witness keys, cosigning and checking (pure).
 //! - [`note`]: C2SP signed notes and the Ed25519 verifier keys (`vkey`) verifiers pin.
 //! - [`canonical`]: RFC 8785 canonical JSON (log leaves, manifests).
 //! - [`manifest`]: the model manifest: per-file SHA-256 and provenance.
@@ -29,6 +30,7 @@
 //! - [`signing`]: the signing use case: session, key, policy, backend, quota and log.
 //! - [`trust`]: the trust root: key versions proven in the log; validity by log order.
 //! - [`verify`]: verifying a signed model at deployment.
+//! - [`witness`]: a C2SP tlog-witness (`signet witness serve`), its config and state.
 //! - [`id_token`]: where `signet sign` gets the caller's OIDC ID token.
 //! - [`api`]: the HTTP API and the one error to problem+json mapping.
 //! - [`client`]: the HTTP client the CLI uses.
@@ -47,6 +49,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod cosignature;
 pub mod id_token;
 pub mod jwks;
 pub mod keys;
@@ -64,3 +67,4 @@ pub mod store;
 pub mod tiles;
 pub mod trust;
 pub mod verify;
+pub mod witness;

@@ -45,37 +45,24 @@ impl VerifierKey {
         check_name(name)?;
         let public_key = ed25519_dalek::VerifyingKey::from_bytes(public_key)
             .map_err(|_| NoteError::MalformedKey("not an Ed25519 public key"))?;
-        let mut hasher = Sha256::new();
-        hasher.update(name.as_bytes());
-        hasher.update([b'\n', ED25519_TYPE]);
-        hasher.update(public_key.as_bytes());
-        let digest = hasher.finalize();
         Ok(VerifierKey {
             name: name.to_string(),
-            key_id: [digest[0], digest[1], digest[2], digest[3]],
+            key_id: key_id(name, ED25519_TYPE, public_key.as_bytes()),
             public_key,
         })
     }
 
     /// Parses `<name>+<8 hex key ID>+<base64(0x01 || key)>`, checking the key ID.
     pub fn parse(vkey: &str) -> Result<VerifierKey, NoteError> {
-        let vkey = vkey.trim();
-        let mut parts = vkey.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(encoded)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(NoteError::MalformedKey("expected <name>+<key ID>+<key>"));
-        };
-        let key = STANDARD
-            .decode(encoded)
-            .map_err(|_| NoteError::MalformedKey("the key is not base64"))?;
-        let Some((&ED25519_TYPE, raw)) = key.split_first() else {
+        let (name, key_id, key_type, raw) = split_vkey(vkey)?;
+        if key_type != ED25519_TYPE {
             return Err(NoteError::MalformedKey("not an Ed25519 (type 0x01) key"));
-        };
+        }
         let raw: [u8; 32] = raw
             .try_into()
             .map_err(|_| NoteError::MalformedKey("an Ed25519 key is 32 bytes"))?;
         let parsed = VerifierKey::new(name, &raw)?;
-        if id_hex.len() != 8 || hex::decode(id_hex).ok().as_deref() != Some(&parsed.key_id[..]) {
+        if parsed.key_id != key_id {
             return Err(NoteError::MalformedKey(
                 "the key ID does not match the name and key",
             ));
@@ -144,8 +131,43 @@ impl VerifierKey {
     }
 }
 
+/// A signed-note key ID: SHA-256(name || 0x0A || type || public key)[:4].
+pub(crate) fn key_id(name: &str, key_type: u8, public_key: &[u8]) -> [u8; 4] {
+    let mut hasher = Sha256::new();
+    hasher.update(name.as_bytes());
+    hasher.update([b'\n', key_type]);
+    hasher.update(public_key);
+    let digest = hasher.finalize();
+    [digest[0], digest[1], digest[2], digest[3]]
+}
+
+/// A vkey's parts: name, key ID, type byte and key bytes.
+pub(crate) type VkeyParts<'a> = (&'a str, [u8; 4], u8, Vec<u8>);
+
+/// Splits a vkey `<name>+<8 hex key ID>+<base64(type || key)>` into its parts (the key ID is
+/// checked by the caller, who knows the type).
+pub(crate) fn split_vkey(vkey: &str) -> Result<VkeyParts<'_>, NoteError> {
+    let mut parts = vkey.trim().splitn(3, '+');
+    let (Some(name), Some(id_hex), Some(encoded)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(NoteError::MalformedKey("expected <name>+<key ID>+<key>"));
+    };
+    let key_id: [u8; 4] = hex::decode(id_hex)
+        .ok()
+        .filter(|_| id_hex.len() == 8)
+        .and_then(|id| id.try_into().ok())
+        .ok_or(NoteError::MalformedKey("the key ID is not 8 hex digits"))?;
+    let key = STANDARD
+        .decode(encoded)
+        .map_err(|_| NoteError::MalformedKey("the key is not base64"))?;
+    let (&key_type, raw) = key
+        .split_first()
+        .ok_or(NoteError::MalformedKey("the key is empty"))?;
+    Ok((name, key_id, key_type, raw.to_vec()))
+}
+
 /// A key name: non-empty, no whitespace or '+' (C2SP signed-note).
-fn check_name(name: &str) -> Result<(), NoteError> {
+pub(crate) fn check_name(name: &str) -> Result<(), NoteError> {
     if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '+') {
         return Err(NoteError::MalformedKey(
             "the name must be non-empty, without spaces or '+'",

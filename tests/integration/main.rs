@@ -17,4 +17,5 @@ mod rotation;
 mod sessions;
 mod signing;
 mod trust;
+mod witness;
 mod workflow;
