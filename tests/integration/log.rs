@@ -733,3 +733,32 @@ async fn the_tiles_agree_with_an_independent_tlog_tiles_client() {
         .expect("GET");
     assert_eq!(response.status().as_u16(), 404);
 }
+
+/// Past 65,536 entries the tree has level-2 tiles; the independent client still agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tiles_past_65536_entries_agree_with_an_independent_client() {
+    let h = Harness::start_with(|c| c.max_signatures = 70_000).await;
+    let vkey = log_key(&h).await;
+    let session = h.session().await;
+    let mut last = 0;
+    for batch in 0..66u32 {
+        let digests: Vec<String> = (0..1000u32)
+            .map(|i| sha256_digest(format!("{batch} {i}").as_bytes()))
+            .collect();
+        let response = h
+            .sign(
+                &session,
+                json!({"key": "model-signing", "digests": digests}),
+            )
+            .await;
+        assert_eq!(response.status().as_u16(), 200);
+        let body: Value = response.json().await.expect("json");
+        last = body["signatures"][999]["log_index"]
+            .as_u64()
+            .expect("log index");
+    }
+    assert!(last >= 65_536);
+    wait_for_checkpoint(&h, last + 1).await;
+    let stdout = tiles_check(&h, &vkey);
+    assert!(stdout.contains("levels=3"), "{stdout}");
+}
