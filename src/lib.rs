@@ -25,6 +25,7 @@
 //! - [`canonical`]: RFC 8785 canonical JSON (log leaves, manifests).
 //! - [`manifest`]: the model manifest: per-file SHA-256 and provenance.
 //! - [`bundle`]: `model.sig`, the Sigstore bundle in the OpenSSF model-signing format.
+//! - [`tlog_proof`]: C2SP tlog-proof, one entry's offline proof (pure).
 //! - [`receipt`]: `signet-receipt.json`, a signature's log entries with inclusion proofs.
 //! - [`signature`]: checking a detached signature against a JWK.
 //! - [`signing`]: the signing use case: session, key, policy, backend, quota and log.
@@ -65,6 +66,7 @@ pub mod signature;
 pub mod signing;
 pub mod store;
 pub mod tiles;
+pub mod tlog_proof;
 pub mod trust;
 pub mod verify;
 pub mod witness;

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::checkpoint::{Checkpoint, CheckpointError, verify_checkpoint};
 use crate::merkle;
 use crate::note::VerifierKey;
+use crate::tlog_proof::TlogProof;
 
 /// The receipt format's version.
 pub const RECEIPT_VERSION: u32 = 1;
@@ -22,6 +23,9 @@ pub struct LoggedSignature {
     pub leaf_input: String,
     /// RFC 9162 inclusion proof against the receipt's checkpoint, base64 hashes.
     pub inclusion_proof: Vec<String>,
+    /// The same as a C2SP tlog-proof (the entry in `extra`), checkable without signet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tlog_proof: Option<String>,
 }
 
 /// The receipt.
@@ -82,6 +86,53 @@ impl Receipt {
     /// Verifies the checkpoint under the pinned log key (and origin); returns it.
     pub fn checkpoint(&self, log_key: &VerifierKey) -> Result<Checkpoint, ReceiptError> {
         Ok(verify_checkpoint(&self.checkpoint, log_key)?)
+    }
+
+    /// Writes each signature's tlog-proof from the receipt's own entries and checkpoint.
+    pub fn with_tlog_proofs(mut self) -> Result<Receipt, ReceiptError> {
+        for entry in [&mut self.manifest_signature, &mut self.model_sig] {
+            let leaf = STANDARD
+                .decode(&entry.leaf_input)
+                .map_err(|_| ReceiptError::Malformed("leaf_input is not base64".into()))?;
+            let proof = merkle::decode_hashes(&entry.inclusion_proof).ok_or_else(|| {
+                ReceiptError::Malformed("an inclusion proof hash is not base64 of 32 bytes".into())
+            })?;
+            let text = TlogProof {
+                extra: Some(leaf),
+                index: entry.log_index,
+                proof,
+                checkpoint: self.checkpoint.clone(),
+            }
+            .encode();
+            entry.tlog_proof = Some(text);
+        }
+        Ok(self)
+    }
+
+    /// Checks each tlog-proof the receipt carries on its own, as a verifier without signet
+    /// would, and that it proves the same entry at the same place under the same checkpoint: a
+    /// proof that disagrees with the receipt is refused, not ignored.
+    pub fn check_tlog_proofs(&self, log_key: &VerifierKey) -> Result<(), ReceiptError> {
+        for entry in [&self.manifest_signature, &self.model_sig] {
+            let Some(text) = &entry.tlog_proof else {
+                continue;
+            };
+            let proof = TlogProof::parse(text)
+                .map_err(|e| ReceiptError::Malformed(format!("tlog_proof: {e}")))?;
+            let (_, leaf) = proof
+                .verify(log_key)
+                .map_err(|e| ReceiptError::Malformed(format!("tlog_proof: {e}")))?;
+            let same = proof.index == entry.log_index
+                && proof.checkpoint == self.checkpoint
+                && STANDARD.encode(leaf) == entry.leaf_input;
+            if !same {
+                return Err(ReceiptError::Malformed(format!(
+                    "the tlog_proof of log entry {} proves something else",
+                    entry.log_index
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

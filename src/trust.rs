@@ -422,6 +422,7 @@ fn prove_entry(entry: &ProvenLogEntry, checkpoint: &Checkpoint) -> Result<Value,
         log_index: entry.index,
         leaf_input: entry.leaf_input.clone(),
         inclusion_proof: entry.inclusion_proof.clone(),
+        tlog_proof: None,
     }
     .prove(checkpoint)
     .map(|proven| proven.event)

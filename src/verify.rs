@@ -207,6 +207,7 @@ pub fn verify_model(request: &Request<'_>) -> Result<Verified, VerifyError> {
     // The entries first: under the pinned log key, they say which version signed and where in
     // the log, which decides whether that version could sign there.
     let checkpoint = receipt.checkpoint(request.keys.log_key())?;
+    receipt.check_tlog_proofs(request.keys.log_key())?;
     let entry = receipt.manifest_signature.prove(&checkpoint)?;
     let envelope_entry = receipt.model_sig.prove(&checkpoint)?;
     let jwk = match request.keys {

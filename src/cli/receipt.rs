@@ -79,6 +79,7 @@ pub fn run(command: ReceiptCommand) -> Result<(), Failure> {
             .pop()
             .ok_or_else(|| Failure::usage(anyhow!("two entries")))?;
         receipt.checkpoint = note;
+        let receipt = receipt.with_tlog_proofs().map_err(Failure::usage)?;
         let json = serde_json::to_vec_pretty(&receipt).map_err(Failure::usage)?;
         super::trust::write_file(&path, &json).map_err(Failure::usage)?;
         eprintln!(
@@ -138,6 +139,7 @@ pub async fn prove_in_checkpoint(
             log_index: index,
             leaf_input: entry.leaf_input,
             inclusion_proof: proof.hashes,
+            tlog_proof: None,
         };
         let proven = entry
             .prove(&checkpoint)

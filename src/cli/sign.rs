@@ -332,7 +332,7 @@ async fn receipt(
         .pop()
         .context("two entries")
         .map_err(Failure::usage)?;
-    Ok(Receipt {
+    Receipt {
         receipt_version: RECEIPT_VERSION,
         key: manifest_signed.key.clone(),
         key_version: manifest_signed.key_version,
@@ -341,7 +341,9 @@ async fn receipt(
         manifest_signature,
         model_sig,
         checkpoint: note,
-    })
+    }
+    .with_tlog_proofs()
+    .map_err(Failure::usage)
 }
 
 /// Writes through a temporary file and a rename, so a reader never sees half a file.

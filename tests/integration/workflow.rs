@@ -721,3 +721,49 @@ async fn a_session_that_expires_while_hashing_is_replaced() {
     let (code, _, stderr) = s.verify(&s.model, &[]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// Each signature in the receipt is also a C2SP tlog-proof that a verifier written from the
+/// spec checks without signet; a receipt whose tlog-proof proves something else is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_carry_tlog_proofs_checkable_without_signet() {
+    let s = Signed::new().await;
+    let vkey = crate::log::log_key(&s.h).await;
+    let receipt_path = s.model.join("signet-receipt.json");
+    let mut receipt: Value =
+        serde_json::from_slice(&std::fs::read(&receipt_path).expect("receipt")).expect("JSON");
+    let python = std::env::var("SIGNET_TEST_PYTHON").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").to_string()
+    });
+    for (name, proof) in [
+        ("manifest", receipt["tlog_proof"].clone()),
+        ("model.sig", receipt["model_sig"]["tlog_proof"].clone()),
+    ] {
+        let text = proof.as_str().expect("a tlog_proof");
+        assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{text}");
+        let file = s.dir.path().join(format!("{name}.tlog-proof"));
+        std::fs::write(&file, text).expect("write proof");
+        let output = Command::new(&python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/independent/check_tlog_proof.py"
+            ))
+            .arg(&file)
+            .arg(&vkey)
+            .output()
+            .expect("python runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("kind=signature"),
+            "{name}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    // The model.sig proof swapped for the manifest's: each verifies alone, but not as this
+    // signature's.
+    receipt["model_sig"]["tlog_proof"] = receipt["tlog_proof"].clone();
+    std::fs::write(&receipt_path, receipt.to_string()).expect("write receipt");
+    let (code, _, stderr) = s.verify(&s.model, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("tlog_proof"), "{stderr}");
+}
