@@ -2,12 +2,11 @@
 //! threads, on a small pool of logged-in sessions (a `Session` is `Send`, not `Sync`: one thread
 //! at a time). Sessions are re-opened and logged in again when the token drops them.
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::{ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
@@ -17,7 +16,10 @@ use tokio::sync::Semaphore;
 
 use super::{BackendError, BackendKey, KeySpec, SigningBackend};
 
+mod module;
 mod objects;
+
+pub use module::shared_module;
 
 use crate::algorithm::Algorithm;
 use crate::config::backend::Pkcs11Config;
@@ -25,28 +27,6 @@ use crate::config::secret::Secret;
 use objects::{
     Lookup, ecdsa_raw_to_der, find, generate, lookup, mechanism, public_key_spki, signing_input,
 };
-
-/// Modules loaded and initialised in this process, by path.
-static MODULES: Mutex<Vec<(PathBuf, Pkcs11)>> = Mutex::new(Vec::new());
-
-/// The module at `path`, loaded and `C_Initialize`d once per process and never finalised:
-/// PKCS#11 allows one initialisation per process, and finalising would end the sessions of
-/// every other backend (or daemon in the same process) on that module.
-pub fn shared_module(path: &Path) -> Result<Pkcs11, String> {
-    let mut modules = MODULES
-        .lock()
-        .map_err(|_| "the PKCS#11 module registry is poisoned".to_string())?;
-    if let Some((_, ctx)) = modules.iter().find(|(p, _)| p == path) {
-        return Ok(ctx.clone());
-    }
-    let ctx = Pkcs11::new(path).map_err(|e| format!("cannot load {}: {e}", path.display()))?;
-    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-        Err(e) => return Err(format!("C_Initialize: {e}")),
-    }
-    modules.push((path.to_path_buf(), ctx.clone()));
-    Ok(ctx)
-}
 
 /// A PKCS#11 token used as a signing backend.
 pub struct Pkcs11Backend {
@@ -58,6 +38,13 @@ pub struct Pkcs11Backend {
     /// Sessions one batch is spread over: the cores, so a lone batch keeps them all busy.
     batch_parallelism: usize,
 }
+
+/// Pauses before searching the token again for a key it did not show (made by another process).
+const KEY_APPEARANCE_RETRIES: [Duration; 3] = [
+    Duration::from_millis(20),
+    Duration::from_millis(80),
+    Duration::from_millis(200),
+];
 
 /// Fewest digests worth a session of their own in a batch.
 const MIN_DIGESTS_PER_SESSION: usize = 8;
@@ -332,7 +319,16 @@ impl Token {
         if let Some(handle) = self.handles.read().ok().and_then(|h| h.get(label).copied()) {
             return Ok(handle);
         }
-        let found = find(session, ObjectClass::PRIVATE_KEY, label)?;
+        let mut found = find(session, ObjectClass::PRIVATE_KEY, label)?;
+        // A key another process made moments ago (a break-glass rotation) can take a moment to
+        // show in this process's view of the token: a search that finds none is tried again.
+        for pause in KEY_APPEARANCE_RETRIES {
+            if !found.is_empty() {
+                break;
+            }
+            std::thread::sleep(pause);
+            found = find(session, ObjectClass::PRIVATE_KEY, label)?;
+        }
         let handle = match found.as_slice() {
             [one] => *one,
             // Not one key: surface as an invalid handle so the caller's error says which.

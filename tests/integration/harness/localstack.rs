@@ -25,6 +25,10 @@ impl LocalStack {
     /// Starts it and waits until KMS answers; panics (failing the test) if it is not installed
     /// or does not come up.
     pub async fn start() -> LocalStack {
+        // Each start is a heavy Python process: two at a time keep a two-core machine under
+        // tests running four at once from starving them all.
+        static STARTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+        let _starting = STARTING.acquire().await.expect("semaphore");
         let python = python();
         assert!(
             std::path::Path::new(&python).exists(),
@@ -72,7 +76,7 @@ impl LocalStack {
             child,
         };
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let health = http
                 .get(format!("{}/_localstack/health", localstack.url))
