@@ -26,6 +26,15 @@ pub struct Checkpoint {
     pub time: Option<i64>,
 }
 
+/// A number as the C2SP text formats write it (checkpoints, tiles, witness requests, proofs):
+/// ASCII decimal digits with no leading zeroes, `0` alone for zero, within a u64.
+pub fn canonical_decimal(text: &str) -> Option<u64> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    if canonical { text.parse().ok() } else { None }
+}
+
 /// Why a checkpoint note was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckpointError {
@@ -73,17 +82,9 @@ impl Checkpoint {
         let size = lines
             .next()
             .ok_or(CheckpointError::Malformed("no tree size"))?;
-        if size.is_empty()
-            || (size.len() > 1 && size.starts_with('0'))
-            || !size.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(CheckpointError::Malformed(
-                "tree size is not a decimal number",
-            ));
-        }
-        let size = size
-            .parse()
-            .map_err(|_| CheckpointError::Malformed("tree size out of range"))?;
+        let size = canonical_decimal(size).ok_or(CheckpointError::Malformed(
+            "tree size is not a decimal number within range",
+        ))?;
         let root = lines
             .next()
             .ok_or(CheckpointError::Malformed("no root hash"))?;

@@ -3,21 +3,14 @@
 //! the first four bytes of SHA-256(name || 0x0A || 0x04 || key) and its vkey has type 0x04; the
 //! signature line's blob is key ID || u64 big-endian timestamp || Ed25519 signature over
 //! `cosignature/v1\ntime <timestamp>\n<checkpoint body>`.
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-
-use crate::note::{NoteError, SignedNote, check_name, key_id, split_vkey};
+use crate::note::{Ed25519Key, NoteError, SignedNote};
 
 /// Signature type byte of Ed25519 cosignatures (tlog-cosignature v1).
 const COSIGNATURE_TYPE: u8 = 0x04;
 
 /// A witness's cosigning key as verifiers hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CosignerKey {
-    name: String,
-    key_id: [u8; 4],
-    public_key: ed25519_dalek::VerifyingKey,
-}
+pub struct CosignerKey(Ed25519Key);
 
 /// The message a v1 cosignature signs.
 pub fn message(timestamp: u64, checkpoint_body: &str) -> String {
@@ -27,90 +20,50 @@ pub fn message(timestamp: u64, checkpoint_body: &str) -> String {
 impl CosignerKey {
     /// The cosigner key named `name` for the raw Ed25519 key `public_key`.
     pub fn new(name: &str, public_key: &[u8; 32]) -> Result<CosignerKey, NoteError> {
-        check_name(name)?;
-        let public_key = ed25519_dalek::VerifyingKey::from_bytes(public_key)
-            .map_err(|_| NoteError::MalformedKey("not an Ed25519 public key"))?;
-        Ok(CosignerKey {
-            name: name.to_string(),
-            key_id: key_id(name, COSIGNATURE_TYPE, public_key.as_bytes()),
-            public_key,
-        })
+        Ed25519Key::new(name, COSIGNATURE_TYPE, public_key).map(CosignerKey)
     }
 
     /// Parses `<name>+<8 hex key ID>+<base64(0x04 || key)>`, checking the key ID.
     pub fn parse(vkey: &str) -> Result<CosignerKey, NoteError> {
-        let (name, key_id, key_type, raw) = split_vkey(vkey)?;
-        if key_type != COSIGNATURE_TYPE {
-            return Err(NoteError::MalformedKey(
-                "not an Ed25519 cosignature (type 0x04) key",
-            ));
-        }
-        let raw: [u8; 32] = raw
-            .try_into()
-            .map_err(|_| NoteError::MalformedKey("an Ed25519 key is 32 bytes"))?;
-        let parsed = CosignerKey::new(name, &raw)?;
-        if parsed.key_id != key_id {
-            return Err(NoteError::MalformedKey(
-                "the key ID does not match the name and key",
-            ));
-        }
-        Ok(parsed)
+        Ed25519Key::parse(
+            vkey,
+            COSIGNATURE_TYPE,
+            "not an Ed25519 cosignature (type 0x04) key",
+        )
+        .map(CosignerKey)
     }
 
     /// The witness's name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
 
     /// The vkey text.
     pub fn to_vkey(&self) -> String {
-        let mut key = vec![COSIGNATURE_TYPE];
-        key.extend_from_slice(self.public_key.as_bytes());
-        format!(
-            "{}+{}+{}",
-            self.name,
-            hex::encode(self.key_id),
-            STANDARD.encode(key)
-        )
+        self.0.to_vkey()
     }
 
     /// The signature line of a cosignature made at `timestamp`.
     pub fn signature_line(&self, timestamp: u64, signature: &[u8; 64]) -> String {
-        let mut blob = self.key_id.to_vec();
-        blob.extend_from_slice(&timestamp.to_be_bytes());
+        let mut blob = timestamp.to_be_bytes().to_vec();
         blob.extend_from_slice(signature);
-        format!("\u{2014} {} {}\n", self.name, STANDARD.encode(blob))
+        self.0.signature_line(&blob)
     }
 
     /// The timestamp of this key's valid cosignature on `note`; an error if it has none, or one
     /// that does not verify.
     pub fn verify(&self, note: &SignedNote) -> Result<u64, NoteError> {
         let mut found = None;
-        for line in &note.signatures {
-            if line.name != self.name || line.key_id != self.key_id {
-                continue;
-            }
-            let (Some(timestamp), Some(signature)) = (
-                line.signature
-                    .get(..8)
-                    .and_then(|t| <[u8; 8]>::try_from(t).ok()),
-                line.signature
-                    .get(8..)
-                    .and_then(|s| ed25519_dalek::Signature::from_slice(s).ok()),
-            ) else {
-                return Err(NoteError::BadSignature(self.to_vkey()));
-            };
-            let timestamp = u64::from_be_bytes(timestamp);
-            if timestamp > i64::MAX as u64 {
-                return Err(NoteError::BadSignature(self.to_vkey()));
-            }
-            let message = message(timestamp, &note.text);
-            if self
-                .public_key
-                .verify_strict(message.as_bytes(), &signature)
-                .is_err()
+        for line in self.0.lines(note) {
+            let bad = || NoteError::BadSignature(self.to_vkey());
+            let (timestamp, signature) = line.signature.split_at_checked(8).ok_or_else(bad)?;
+            let timestamp = u64::from_be_bytes(timestamp.try_into().map_err(|_| bad())?);
+            if timestamp > i64::MAX as u64
+                || !self
+                    .0
+                    .verifies(message(timestamp, &note.text).as_bytes(), signature)
             {
-                return Err(NoteError::BadSignature(self.to_vkey()));
+                return Err(bad());
             }
             found = Some(found.map_or(timestamp, |t: u64| t.max(timestamp)));
         }
@@ -157,6 +110,8 @@ impl Cosigner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
 
     const BODY: &str = "example.com/log\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
 

@@ -10,13 +10,13 @@ use sha2::{Digest, Sha256};
 pub type Hash = [u8; 32];
 
 /// Hashes as the API and receipts carry them (standard base64 of 32 bytes); `None` if any is not.
-pub fn decode_hashes(encoded: &[String]) -> Option<Vec<Hash>> {
+pub fn decode_hashes<S: AsRef<str>>(encoded: &[S]) -> Option<Vec<Hash>> {
     use base64::Engine;
     encoded
         .iter()
         .map(|h| {
             base64::engine::general_purpose::STANDARD
-                .decode(h)
+                .decode(h.as_ref())
                 .ok()
                 .and_then(|bytes| bytes.try_into().ok())
         })

@@ -31,38 +31,66 @@ pub enum NoteError {
     BadSignature(String),
 }
 
-/// An Ed25519 signed-note verifier key: a name and a public key.
+/// An Ed25519 signed-note key of one signature type (0x01 for notes, 0x04 for cosignatures):
+/// its name, key ID and public key, and its vkey text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifierKey {
+pub(crate) struct Ed25519Key {
     name: String,
+    key_type: u8,
     key_id: [u8; 4],
     public_key: ed25519_dalek::VerifyingKey,
 }
 
-impl VerifierKey {
-    /// The verifier key named `name` for the raw Ed25519 key `public_key`.
-    pub fn new(name: &str, public_key: &[u8; 32]) -> Result<VerifierKey, NoteError> {
+impl Ed25519Key {
+    /// The key of `key_type` named `name` for the raw Ed25519 key `public_key`.
+    pub(crate) fn new(
+        name: &str,
+        key_type: u8,
+        public_key: &[u8; 32],
+    ) -> Result<Ed25519Key, NoteError> {
         check_name(name)?;
         let public_key = ed25519_dalek::VerifyingKey::from_bytes(public_key)
             .map_err(|_| NoteError::MalformedKey("not an Ed25519 public key"))?;
-        Ok(VerifierKey {
+        // The key ID: SHA-256(name || 0x0A || type || public key), first four bytes.
+        let mut hasher = Sha256::new();
+        hasher.update(name.as_bytes());
+        hasher.update([b'\n', key_type]);
+        hasher.update(public_key.as_bytes());
+        let digest = hasher.finalize();
+        Ok(Ed25519Key {
             name: name.to_string(),
-            key_id: key_id(name, ED25519_TYPE, public_key.as_bytes()),
+            key_type,
+            key_id: [digest[0], digest[1], digest[2], digest[3]],
             public_key,
         })
     }
 
-    /// Parses `<name>+<8 hex key ID>+<base64(0x01 || key)>`, checking the key ID.
-    pub fn parse(vkey: &str) -> Result<VerifierKey, NoteError> {
-        let (name, key_id, key_type, raw) = split_vkey(vkey)?;
-        if key_type != ED25519_TYPE {
-            return Err(NoteError::MalformedKey("not an Ed25519 (type 0x01) key"));
+    /// Parses `<name>+<8 hex key ID>+<base64(type || key)>` of `key_type`, checking the key ID;
+    /// `wrong_type` is the error for a key of another type.
+    pub(crate) fn parse(
+        vkey: &str,
+        key_type: u8,
+        wrong_type: &'static str,
+    ) -> Result<Ed25519Key, NoteError> {
+        let mut parts = vkey.trim().splitn(3, '+');
+        let (Some(name), Some(id_hex), Some(encoded)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(NoteError::MalformedKey("expected <name>+<key ID>+<key>"));
+        };
+        let key = STANDARD
+            .decode(encoded)
+            .map_err(|_| NoteError::MalformedKey("the key is not base64"))?;
+        let Some((&found_type, raw)) = key.split_first() else {
+            return Err(NoteError::MalformedKey("the key is empty"));
+        };
+        if found_type != key_type {
+            return Err(NoteError::MalformedKey(wrong_type));
         }
         let raw: [u8; 32] = raw
             .try_into()
             .map_err(|_| NoteError::MalformedKey("an Ed25519 key is 32 bytes"))?;
-        let parsed = VerifierKey::new(name, &raw)?;
-        if parsed.key_id != key_id {
+        let parsed = Ed25519Key::new(name, key_type, &raw)?;
+        if id_hex.len() != 8 || hex::decode(id_hex).ok().as_deref() != Some(&parsed.key_id[..]) {
             return Err(NoteError::MalformedKey(
                 "the key ID does not match the name and key",
             ));
@@ -70,24 +98,13 @@ impl VerifierKey {
         Ok(parsed)
     }
 
-    /// The key's name (for a log, its origin).
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
-    /// The four-byte key ID.
-    pub fn key_id(&self) -> [u8; 4] {
-        self.key_id
-    }
-
-    /// The raw 32-byte public key.
-    pub fn public_key(&self) -> [u8; 32] {
-        self.public_key.to_bytes()
-    }
-
     /// The vkey text.
-    pub fn to_vkey(&self) -> String {
-        let mut key = vec![ED25519_TYPE];
+    pub(crate) fn to_vkey(&self) -> String {
+        let mut key = vec![self.key_type];
         key.extend_from_slice(self.public_key.as_bytes());
         format!(
             "{}+{}+{}",
@@ -97,27 +114,80 @@ impl VerifierKey {
         )
     }
 
-    /// Whether `signature` is this key's Ed25519 signature over `text` (strict: canonical
+    /// Whether `signature` is this key's Ed25519 signature over `message` (strict: canonical
     /// encodings, no small-order keys).
-    pub fn verifies(&self, text: &[u8], signature: &[u8]) -> bool {
+    pub(crate) fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         ed25519_dalek::Signature::from_slice(signature)
-            .is_ok_and(|s| self.public_key.verify_strict(text, &s).is_ok())
+            .is_ok_and(|s| self.public_key.verify_strict(message, &s).is_ok())
+    }
+
+    /// A signature line by this key: its name, then base64(key ID || `blob`).
+    pub(crate) fn signature_line(&self, blob: &[u8]) -> String {
+        let mut bytes = self.key_id.to_vec();
+        bytes.extend_from_slice(blob);
+        format!("\u{2014} {} {}\n", self.name, STANDARD.encode(bytes))
+    }
+
+    /// The note's signature lines that name this key (others are ignored, as the spec says).
+    pub(crate) fn lines<'n>(
+        &'n self,
+        note: &'n SignedNote,
+    ) -> impl Iterator<Item = &'n SignatureLine> {
+        note.signatures
+            .iter()
+            .filter(|line| line.name == self.name && line.key_id == self.key_id)
+    }
+}
+
+/// An Ed25519 signed-note verifier key: a name and a public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifierKey(Ed25519Key);
+
+impl VerifierKey {
+    /// The verifier key named `name` for the raw Ed25519 key `public_key`.
+    pub fn new(name: &str, public_key: &[u8; 32]) -> Result<VerifierKey, NoteError> {
+        Ed25519Key::new(name, ED25519_TYPE, public_key).map(VerifierKey)
+    }
+
+    /// Parses `<name>+<8 hex key ID>+<base64(0x01 || key)>`, checking the key ID.
+    pub fn parse(vkey: &str) -> Result<VerifierKey, NoteError> {
+        Ed25519Key::parse(vkey, ED25519_TYPE, "not an Ed25519 (type 0x01) key").map(VerifierKey)
+    }
+
+    /// The key's name (for a log, its origin).
+    pub fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    /// The four-byte key ID.
+    pub fn key_id(&self) -> [u8; 4] {
+        self.0.key_id
+    }
+
+    /// The raw 32-byte public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.0.public_key.to_bytes()
+    }
+
+    /// The vkey text.
+    pub fn to_vkey(&self) -> String {
+        self.0.to_vkey()
+    }
+
+    /// Whether `signature` is this key's Ed25519 signature over `text`.
+    pub fn verifies(&self, text: &[u8], signature: &[u8]) -> bool {
+        self.0.verifies(text, signature)
     }
 
     /// The signature line this key's `signature` over a note's text makes.
     pub fn signature_line(&self, signature: &[u8; 64]) -> String {
-        let mut blob = self.key_id.to_vec();
-        blob.extend_from_slice(signature);
-        format!("\u{2014} {} {}\n", self.name, STANDARD.encode(blob))
+        self.0.signature_line(signature)
     }
 
     /// Checks that `note` carries a valid signature by this key; returns the note's text.
     pub fn verify<'n>(&self, note: &'n SignedNote) -> Result<&'n str, NoteError> {
         let mut signed = false;
-        for line in note.signatures.iter() {
-            if line.name != self.name || line.key_id != self.key_id {
-                continue;
-            }
+        for line in self.0.lines(note) {
             if !self.verifies(note.text.as_bytes(), &line.signature) {
                 return Err(NoteError::BadSignature(self.to_vkey()));
             }
@@ -131,43 +201,8 @@ impl VerifierKey {
     }
 }
 
-/// A signed-note key ID: SHA-256(name || 0x0A || type || public key)[:4].
-pub(crate) fn key_id(name: &str, key_type: u8, public_key: &[u8]) -> [u8; 4] {
-    let mut hasher = Sha256::new();
-    hasher.update(name.as_bytes());
-    hasher.update([b'\n', key_type]);
-    hasher.update(public_key);
-    let digest = hasher.finalize();
-    [digest[0], digest[1], digest[2], digest[3]]
-}
-
-/// A vkey's parts: name, key ID, type byte and key bytes.
-pub(crate) type VkeyParts<'a> = (&'a str, [u8; 4], u8, Vec<u8>);
-
-/// Splits a vkey `<name>+<8 hex key ID>+<base64(type || key)>` into its parts (the key ID is
-/// checked by the caller, who knows the type).
-pub(crate) fn split_vkey(vkey: &str) -> Result<VkeyParts<'_>, NoteError> {
-    let mut parts = vkey.trim().splitn(3, '+');
-    let (Some(name), Some(id_hex), Some(encoded)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(NoteError::MalformedKey("expected <name>+<key ID>+<key>"));
-    };
-    let key_id: [u8; 4] = hex::decode(id_hex)
-        .ok()
-        .filter(|_| id_hex.len() == 8)
-        .and_then(|id| id.try_into().ok())
-        .ok_or(NoteError::MalformedKey("the key ID is not 8 hex digits"))?;
-    let key = STANDARD
-        .decode(encoded)
-        .map_err(|_| NoteError::MalformedKey("the key is not base64"))?;
-    let (&key_type, raw) = key
-        .split_first()
-        .ok_or(NoteError::MalformedKey("the key is empty"))?;
-    Ok((name, key_id, key_type, raw.to_vec()))
-}
-
 /// A key name: non-empty, no whitespace or '+' (C2SP signed-note).
-pub(crate) fn check_name(name: &str) -> Result<(), NoteError> {
+fn check_name(name: &str) -> Result<(), NoteError> {
     if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '+') {
         return Err(NoteError::MalformedKey(
             "the name must be non-empty, without spaces or '+'",

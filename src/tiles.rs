@@ -4,6 +4,7 @@
 //!
 //! A tile at level `L`, index `N` holds the Merkle Tree Hashes of the complete subtrees of height
 //! `8L` with node indices `256N ..`, 256 of them when full; a partial tile holds the first `W`.
+use crate::checkpoint::canonical_decimal;
 use crate::merkle::Hash;
 
 /// Hashes in a full tile, entries in a full bundle.
@@ -47,7 +48,7 @@ impl TilePath {
         if first == "entries" {
             return Some(TilePath::Entries { index, width });
         }
-        let level: u8 = parse_decimal(first)?.try_into().ok()?;
+        let level: u8 = canonical_decimal(first)?.try_into().ok()?;
         (level <= MAX_LEVEL).then_some(TilePath::Hashes {
             level,
             index,
@@ -100,33 +101,6 @@ pub fn nodes_at(size: u64, level: u8) -> u64 {
     if shift >= 64 { 0 } else { size >> shift }
 }
 
-/// Every tile a tree of `size` entries has, full and partial, level by level; entry bundles
-/// are the level-0 tiles' counterparts.
-pub fn tiles_for(size: u64) -> Vec<TilePath> {
-    let mut tiles = Vec::new();
-    for level in 0..=MAX_LEVEL {
-        let count = nodes_at(size, level);
-        if count == 0 {
-            break;
-        }
-        for index in 0..count / TILE_WIDTH {
-            tiles.push(TilePath::Hashes {
-                level,
-                index,
-                width: None,
-            });
-        }
-        if let Ok(width @ 1..) = u8::try_from(count % TILE_WIDTH) {
-            tiles.push(TilePath::Hashes {
-                level,
-                index: count / TILE_WIDTH,
-                width: Some(width),
-            });
-        }
-    }
-    tiles
-}
-
 /// `N` as zero-padded 3-digit path elements, all but the last prefixed with `x`.
 pub fn encode_index(index: u64) -> String {
     let mut groups = Vec::new();
@@ -173,15 +147,8 @@ fn parse_index(text: &str) -> Option<u64> {
     Some(index)
 }
 
-fn parse_decimal(text: &str) -> Option<u64> {
-    let canonical = !text.is_empty()
-        && text.bytes().all(|b| b.is_ascii_digit())
-        && (text == "0" || !text.starts_with('0'));
-    if canonical { text.parse().ok() } else { None }
-}
-
 fn parse_width(text: &str) -> Option<u8> {
-    let width: u8 = parse_decimal(text)?.try_into().ok()?;
+    let width: u8 = canonical_decimal(text)?.try_into().ok()?;
     (width >= 1).then_some(width)
 }
 
@@ -220,6 +187,32 @@ pub fn decode_bundle(mut bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every tile a tree of `size` entries has, by the spec's rule for partial tiles.
+    fn tiles_for(size: u64) -> Vec<TilePath> {
+        let mut tiles = Vec::new();
+        for level in 0..=MAX_LEVEL {
+            let count = nodes_at(size, level);
+            if count == 0 {
+                break;
+            }
+            for index in 0..count / TILE_WIDTH {
+                tiles.push(TilePath::Hashes {
+                    level,
+                    index,
+                    width: None,
+                });
+            }
+            if let Ok(width @ 1..) = u8::try_from(count % TILE_WIDTH) {
+                tiles.push(TilePath::Hashes {
+                    level,
+                    index: count / TILE_WIDTH,
+                    width: Some(width),
+                });
+            }
+        }
+        tiles
+    }
 
     #[test]
     fn indexes_are_groups_of_three_with_x_on_all_but_the_last() {

@@ -4,7 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::checkpoint::{Checkpoint, CheckpointError, verify_checkpoint};
+use crate::checkpoint::{Checkpoint, CheckpointError, canonical_decimal, verify_checkpoint};
 use crate::merkle::{self, Hash};
 use crate::note::VerifierKey;
 
@@ -85,18 +85,11 @@ impl TlogProof {
         let index = lines
             .next()
             .and_then(|l| l.strip_prefix("index "))
-            .filter(|n| *n == "0" || (!n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit())))
-            .and_then(|n| n.parse().ok())
+            .and_then(canonical_decimal)
             .ok_or(bad("expected `index <n>`"))?;
-        let proof = lines
-            .map(|line| {
-                STANDARD
-                    .decode(line)
-                    .ok()
-                    .and_then(|h| Hash::try_from(h.as_slice()).ok())
-                    .ok_or(bad("a proof line is not a base64 SHA-256 hash"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let proof_lines: Vec<&str> = lines.collect();
+        let proof = merkle::decode_hashes(&proof_lines)
+            .ok_or(bad("a proof line is not a base64 SHA-256 hash"))?;
         Ok(TlogProof {
             extra,
             index,

@@ -11,10 +11,7 @@ pub mod store;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, canonical_decimal};
 use crate::clock::Clock;
 use crate::cosignature::Cosigner;
 use crate::merkle::{self, Hash};
@@ -83,11 +80,6 @@ impl Witness {
             store,
             clock,
         }
-    }
-
-    /// The witness's cosigning key.
-    pub fn cosigner(&self) -> &Cosigner {
-        &self.cosigner
     }
 
     /// Handles an add-checkpoint body; returns the cosignature line.
@@ -171,18 +163,11 @@ fn parse_request(body: &str) -> Result<Request<'_>, WitnessError> {
     let old = lines
         .next()
         .and_then(|l| l.strip_prefix("old "))
-        .filter(|n| *n == "0" || (!n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit())))
-        .and_then(|n| n.parse::<u64>().ok())
+        .and_then(canonical_decimal)
         .ok_or_else(|| bad("the first line must be `old <size>`"))?;
-    let proof = lines
-        .map(|line| {
-            STANDARD
-                .decode(line)
-                .ok()
-                .and_then(|h| Hash::try_from(h.as_slice()).ok())
-                .ok_or_else(|| bad("a proof line is not a base64 SHA-256 hash"))
-        })
-        .collect::<Result<Vec<Hash>, _>>()?;
+    let proof_lines: Vec<&str> = lines.collect();
+    let proof = merkle::decode_hashes(&proof_lines)
+        .ok_or_else(|| bad("a proof line is not a base64 SHA-256 hash"))?;
     if proof.len() > MAX_PROOF_LINES {
         return Err(bad("more than 63 proof lines"));
     }
@@ -191,18 +176,6 @@ fn parse_request(body: &str) -> Result<Request<'_>, WitnessError> {
         proof,
         checkpoint,
     })
-}
-
-/// An add-checkpoint body: `old N`, the proof lines, a blank line, the signed checkpoint.
-pub fn add_checkpoint_body(old: u64, proof: &[Hash], checkpoint: &str) -> String {
-    let mut body = format!("old {old}\n");
-    for hash in proof {
-        body.push_str(&STANDARD.encode(hash));
-        body.push('\n');
-    }
-    body.push('\n');
-    body.push_str(checkpoint);
-    body
 }
 
 #[cfg(test)]

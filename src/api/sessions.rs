@@ -78,17 +78,16 @@ pub async fn create(
         state.clock.now_unix(),
     )
     .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let event = LogEvent::session_created(&record, record.created_at).map_err(LogError::from)?;
     // Every entry naming this session carries its claims: bounded so that each stays within a
     // log entry's size. Refused whole, never cut: an identity check must not run on cut claims.
-    let claims = CanonicalClaims::new(&record.claims).map_err(LogError::from)?;
-    if claims.len() > MAX_CLAIMS_BYTES {
+    let claims_bytes = event.claims.as_ref().map_or(0, CanonicalClaims::len);
+    if claims_bytes > MAX_CLAIMS_BYTES {
         return Err(ApiError::InvalidRequest(format!(
-            "the ID token's claims are {} bytes as canonical JSON; signet logs at most \
-             {MAX_CLAIMS_BYTES}",
-            claims.len()
+            "the ID token's claims are {claims_bytes} bytes as canonical JSON; signet logs at \
+             most {MAX_CLAIMS_BYTES}"
         )));
     }
-    let event = LogEvent::session_created(&record, record.created_at).map_err(LogError::from)?;
     state.store.create_session(&record).await?;
     if let Err(e) = state.log.append(&[event]).await {
         // No session without its log entry: end it, and tell the caller to retry.

@@ -50,12 +50,6 @@ impl WitnessStore {
         })
     }
 
-    /// The latest cosigned checkpoint of `origin`.
-    pub fn latest(&self, origin: &str) -> Result<Option<Stored>, WitnessError> {
-        let connection = self.connection.lock().map_err(failed)?;
-        read(&connection, origin)
-    }
-
     /// Replaces the stored checkpoint of `origin` by what `next` makes of it, atomically: no
     /// other request's update can fall between the check and the write.
     pub async fn advance(

@@ -202,6 +202,27 @@ impl Harness {
             .expect("POST /v1/sign")
     }
 
+    /// Signs `count` digests (of `label` and a number) with `model-signing`, which must
+    /// succeed; returns the last signature's log index.
+    pub async fn sign_batch(&self, session: &str, label: &str, count: u32) -> u64 {
+        let digests: Vec<String> = (0..count)
+            .map(|i| sha256_digest(format!("{label} {i}").as_bytes()))
+            .collect();
+        let response = self
+            .sign(
+                session,
+                serde_json::json!({"key": "model-signing", "digests": digests}),
+            )
+            .await;
+        assert_eq!(response.status().as_u16(), 200);
+        let body: Value = response.json().await.expect("JSON");
+        body["signatures"]
+            .as_array()
+            .and_then(|s| s.last())
+            .and_then(|s| s["log_index"].as_u64())
+            .expect("log index")
+    }
+
     /// The daemon's JWKS.
     pub async fn jwks(&self) -> Value {
         self.http
@@ -219,4 +240,16 @@ impl Harness {
 pub fn sha256_digest(data: &[u8]) -> String {
     use sha2::Digest;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+/// The pinned venv's Python (scripts/test.sh makes it); its absence fails the test.
+pub fn python() -> String {
+    let python = std::env::var("SIGNET_TEST_PYTHON").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").to_string()
+    });
+    assert!(
+        std::path::Path::new(&python).exists(),
+        "{python} is missing: scripts/test.sh creates it from tests/independent/requirements.txt"
+    );
+    python
 }

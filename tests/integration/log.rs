@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use crate::harness::{Harness, problem, sha256_digest};
+use crate::harness::{Harness, problem, python, sha256_digest};
 
 /// Runs `signet log ARGS` and returns (exit code, stdout, stderr).
 pub fn signet_log(args: &[&str]) -> (i32, String, String) {
@@ -281,13 +281,7 @@ async fn checkpoint_is_an_ed25519_note_accepted_only_under_the_pinned_log_key() 
 /// Runs `tests/independent/check_log.py SERVER INDEX VKEY` (Python `cryptography`, the C2SP
 /// key ID computed there) and asserts it accepts the checkpoint and the entry's inclusion.
 pub fn python_check(h: &Harness, index: u64, vkey: &str) {
-    let python = std::env::var("SIGNET_TEST_PYTHON").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").to_string()
-    });
-    assert!(
-        std::path::Path::new(&python).exists(),
-        "{python} is missing: scripts/test.sh creates it (a venv with the `cryptography` package)"
-    );
+    let python = python();
     let output = Command::new(&python)
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -649,9 +643,7 @@ async fn a_rewritten_history_gets_no_checkpoint_even_with_the_checkpoints_table_
 /// Runs `tests/independent/check_tiles.py PREFIX VKEY`, a tlog-tiles client written from the
 /// C2SP spec (Python `cryptography` for the note), and returns what it printed.
 fn tiles_check(h: &Harness, vkey: &str) -> String {
-    let python = std::env::var("SIGNET_TEST_PYTHON").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").to_string()
-    });
+    let python = python();
     let output = Command::new(&python)
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -660,7 +652,7 @@ fn tiles_check(h: &Harness, vkey: &str) -> String {
         .arg(h.daemon.url("/log"))
         .arg(vkey)
         .output()
-        .unwrap_or_else(|e| panic!("{python} runs (scripts/pyenv.sh makes it): {e}"));
+        .expect("python runs");
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(
         output.status.success(),
@@ -678,22 +670,9 @@ async fn the_tiles_agree_with_an_independent_tlog_tiles_client() {
     let vkey = log_key(&h).await;
     let session = h.session().await;
     for (round, count) in [(0u32, 5u32), (1, 300)] {
-        let digests: Vec<String> = (0..count)
-            .map(|i| sha256_digest(format!("tiles {round} {i}").as_bytes()))
-            .collect();
-        let response = h
-            .sign(
-                &session,
-                json!({"key": "model-signing", "digests": digests}),
-            )
+        let last = h
+            .sign_batch(&session, &format!("tiles {round}"), count)
             .await;
-        assert_eq!(response.status().as_u16(), 200);
-        let body: Value = response.json().await.expect("json");
-        let last = body["signatures"]
-            .as_array()
-            .and_then(|s| s.last())
-            .and_then(|s| s["log_index"].as_u64())
-            .expect("log index");
         let note = wait_for_checkpoint(&h, last + 1).await;
         let size: u64 = note
             .lines()
@@ -742,20 +721,7 @@ async fn the_tiles_past_65536_entries_agree_with_an_independent_client() {
     let session = h.session().await;
     let mut last = 0;
     for batch in 0..66u32 {
-        let digests: Vec<String> = (0..1000u32)
-            .map(|i| sha256_digest(format!("{batch} {i}").as_bytes()))
-            .collect();
-        let response = h
-            .sign(
-                &session,
-                json!({"key": "model-signing", "digests": digests}),
-            )
-            .await;
-        assert_eq!(response.status().as_u16(), 200);
-        let body: Value = response.json().await.expect("json");
-        last = body["signatures"][999]["log_index"]
-            .as_u64()
-            .expect("log index");
+        last = h.sign_batch(&session, &batch.to_string(), 1000).await;
     }
     assert!(last >= 65_536);
     wait_for_checkpoint(&h, last + 1).await;

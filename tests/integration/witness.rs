@@ -9,10 +9,9 @@ use std::process::{Child, Command, Stdio};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::Signer;
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::harness::{Harness, sha256_digest};
+use crate::harness::Harness;
 use crate::log::{log_key, wait_for_checkpoint};
 use crate::workflow::signet;
 
@@ -135,30 +134,23 @@ fn size_of(note: &str) -> u64 {
 fn witness_config(dir: &Path, log_vkey: &str) -> (PathBuf, String) {
     let key_file = dir.join("witness.pem");
     let key_arg = key_file.display().to_string();
-    let (code, vkey, stderr) = signet(
-        &[
-            "witness",
-            "keygen",
-            "--name",
-            WITNESS,
-            "--key-file",
-            &key_arg,
-        ],
-        &[],
-    );
+    let keygen = || {
+        signet(
+            &[
+                "witness",
+                "keygen",
+                "--name",
+                WITNESS,
+                "--key-file",
+                &key_arg,
+            ],
+            &[],
+        )
+    };
+    let (code, vkey, stderr) = keygen();
     assert_eq!(code, 0, "{stderr}");
     // An existing key is never overwritten.
-    let (code, _, stderr) = signet(
-        &[
-            "witness",
-            "keygen",
-            "--name",
-            WITNESS,
-            "--key-file",
-            &key_arg,
-        ],
-        &[],
-    );
+    let (code, _, stderr) = keygen();
     assert_eq!(code, 2, "{stderr}");
     let config = dir.join("witness.toml");
     std::fs::write(
@@ -195,18 +187,7 @@ async fn a_witness_cosigns_only_consistent_checkpoints_signed_by_the_log() {
 
     // The log grows. A stale old size is told the witness's size.
     let session = h.session().await;
-    let digests: Vec<String> = (0..5)
-        .map(|i| sha256_digest(format!("witnessed {i}").as_bytes()))
-        .collect();
-    let signed = h
-        .sign(
-            &session,
-            json!({"key": "model-signing", "digests": digests}),
-        )
-        .await;
-    assert_eq!(signed.status().as_u16(), 200);
-    let body: Value = signed.json().await.expect("JSON");
-    let last = body["signatures"][4]["log_index"].as_u64().expect("index");
+    let last = h.sign_batch(&session, "witnessed", 5).await;
     let second = wait_for_checkpoint(&h, last + 1).await;
     let second_size = size_of(&second);
     let (status, content_type, body) = add_checkpoint(&witness, request(0, &[], &second)).await;

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::harness::{DaemonConfig, Harness};
+use crate::harness::{DaemonConfig, Harness, python};
 use crate::verify::{check, find_jwk, openssl_verify};
 
 /// Runs the `signet` binary with no CI token variables inherited; returns (code, stdout, stderr).
@@ -553,18 +553,6 @@ async fn github_actions_and_environment_tokens_are_used() {
     assert_eq!(code, 0, "{stderr}");
 }
 
-/// The pinned venv's Python (scripts/test.sh makes it); its absence fails the test.
-fn python() -> String {
-    let python = std::env::var("SIGNET_TEST_PYTHON").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").to_string()
-    });
-    assert!(
-        Path::new(&python).exists(),
-        "{python} is missing: scripts/test.sh creates it from tests/independent/requirements.txt"
-    );
-    python
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssf_model_signing_accepts_model_sig_and_catches_tampering() {
     let s = Signed::new().await;
@@ -731,9 +719,7 @@ async fn receipts_carry_tlog_proofs_checkable_without_signet() {
     let receipt_path = s.model.join("signet-receipt.json");
     let mut receipt: Value =
         serde_json::from_slice(&std::fs::read(&receipt_path).expect("receipt")).expect("JSON");
-    let python = std::env::var("SIGNET_TEST_PYTHON").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").to_string()
-    });
+    let python = python();
     for (name, proof) in [
         ("manifest", receipt["tlog_proof"].clone()),
         ("model.sig", receipt["model_sig"]["tlog_proof"].clone()),
